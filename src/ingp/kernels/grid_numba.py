@@ -78,9 +78,10 @@ def _kernel_source(d: int, f: int, interpolation: str) -> str:
             return (hi if (k >> i) & 1 else lo) if k is not None else f"({hi} if (k >> {i}) & 1 else {lo})"
 
         out = []
-        for mode_test, combine, finish in (("if mode == 1:", " ^ ", ["e = (e & mask) + off"]),
+        # e ends as the index of the entry's first feature in the flat table (constant F: no runtime stride)
+        for mode_test, combine, finish in (("if mode == 1:", " ^ ", [f"e = ((e & mask) + off) * {f}"]),
                                            ("else:", " + ", ["e &= U32", "if e >= size:", "    e = e % size",
-                                                             "e += off"])):
+                                                             f"e = (e + off) * {f}"])):
             out.append(mode_test)
             if not unrolled:
                 out.append(f"    for k in range({2**d}):")
@@ -94,13 +95,13 @@ def _kernel_source(d: int, f: int, interpolation: str) -> str:
         return out
 
     def fwd(k, pick):
-        return [f"a{j} += w * table[e, {j}]" for j in feats]
+        return [f"a{j} += w * table[e + {j}]" for j in feats]
 
     def bwd(k, pick):
-        return [f"grad_table[e, {j}] += w * g{j}" for j in feats]
+        return [f"grad_table[e + {j}] += w * g{j}" for j in feats]
 
     def dx(k, pick):  # d(weight)/dx_i = scale * (+-dw_i) * prod_{j != i} (w_j or v_j)
-        lines = ["g = " + " + ".join(f"g{j} * table[e, {j}]" for j in feats)]
+        lines = ["g = " + " + ".join(f"g{j} * table[e + {j}]" for j in feats)]
         for i in dims:
             sign = pick(i, k, f"dw{i}", f"-dw{i}")
             lines.append(f"dx{i} += g * {sign} * " + product([pick(j, k, f"w{j}", f"v{j}") for j in dims if j != i]))
@@ -236,7 +237,7 @@ class GridFunction(torch.autograd.Function):
         out = torch.empty(x.shape[0], grid.n_output_dims, dtype=torch.float32)
         if x.shape[0]:
             k = kernels(grid.n_input_dims, grid.n_features_per_level, grid.interpolation)
-            table = params.detach().view(-1, grid.n_features_per_level).numpy()
+            table = params.detach().numpy()
             with _dynamic_schedule():
                 k.forward(x.detach().numpy(), table, *_level_arrays(grid), out.numpy())
         return out
@@ -258,11 +259,11 @@ class GridFunction(torch.autograd.Function):
             grad_params = part_grad_buffer(params)  # the whole flat parameter's gradient, if params is a slice
             if x.shape[0]:
                 with _dynamic_schedule():
-                    k.backward_table(xn, gn, *levels, grad_params.view(-1, grid.n_features_per_level).numpy())
+                    k.backward_table(xn, gn, *levels, grad_params.numpy())
         if need_x:
             grad_x = torch.zeros_like(x)
             if x.shape[0] and grid.interpolation != "Nearest":
-                table = params.detach().view(-1, grid.n_features_per_level).numpy()
+                table = params.detach().numpy()
                 k.backward_input(xn, table, gn, *levels, grad_x.numpy())
         return grad_x, grad_params, None
 
