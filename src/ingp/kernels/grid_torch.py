@@ -1,7 +1,8 @@
 """Grid encoding in plain, vectorised PyTorch: runs on any device and is differentiable to any order.
 
-This is the device-generic path (CUDA, MPS, CPU without numba) and the path used for double backward. It loops over
-the ``2^d`` cell corners only; points and levels are batched. Index math follows ``ingp.encodings.grid`` exactly,
+This is the device-generic path (CUDA, MPS, CPU without numba) and the path used for double backward. Points and
+levels are batched; the loop is over the ``2^d`` cell corners. Levels are processed in two groups, densely indexed
+and hashed, so each group computes only its own index formula. Index math follows ``ingp.encodings.grid`` exactly,
 in int64 with explicit uint32 wrap-around.
 """
 
@@ -22,60 +23,68 @@ def index_modes(grid: GridEncoding) -> list[int]:
     return [HASH if lv.hashed else (DENSE if lv.dense_ok else ZERO) for lv in grid.levels]
 
 
-def _level_tensors(grid: GridEncoding, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Per-level constants as tensors on ``device``, shaped to broadcast against ``(N, L)``."""
-    levels = grid.levels
-    as_long = dict(dtype=torch.int64, device=device)
-    return {
-        "scale": torch.tensor([lv.scale for lv in levels], dtype=dtype, device=device)[:, None],  # (L, 1)
-        "res": torch.tensor([lv.resolution for lv in levels], **as_long),
-        "size": torch.tensor([lv.size for lv in levels], **as_long),
-        "offset": torch.tensor([lv.offset for lv in levels], **as_long),
-        "mode": torch.tensor(index_modes(grid), **as_long),
-    }
+def _encode_levels(grid: GridEncoding, x: torch.Tensor, table: torch.Tensor, levels: list[int], hashed: bool):
+    """Features of the given levels (all hashed, or all not): ``(N, len(levels), F)``."""
+    device, d = x.device, x.shape[1]
+    lv = [grid.levels[i] for i in levels]
+    modes = index_modes(grid)
+    scale = torch.tensor([l.scale for l in lv], dtype=x.dtype, device=device)[:, None]  # (Lg, 1)
+    offset = torch.tensor([l.offset for l in lv], dtype=torch.int64, device=device)
+    size = torch.tensor([l.size for l in lv], dtype=torch.int64, device=device)
 
+    if x.dtype == torch.float32 and device.type != "mps":
+        # tcnn computes fmaf(scale, x, 0.5): one rounding. The product of two float32 is exact in float64, so
+        # rounding the float64 sum once to float32 gives the same cell and fraction (MPS has no float64).
+        pos = (x.double()[:, None, :] * scale.double() + 0.5).float()  # (N, Lg, d)
+    else:
+        pos = x[:, None, :] * scale + 0.5
+    floor = torch.floor(pos)
+    cell = floor.to(torch.int64) & _U32  # tcnn: (uint32)(int)floor(pos)
 
-def _corner_index(corner: torch.Tensor, lt: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Global table entry of integer vertices ``corner`` ``(N, L, d)`` (uint32 values in int64): ``(N, L)``."""
-    d = corner.shape[-1]
-    hashed = torch.zeros_like(corner[..., 0])
-    dense = torch.zeros_like(hashed)
-    stride = torch.ones_like(lt["res"])
-    for i in range(d):
-        c = corner[..., i]
-        hashed = hashed ^ ((c * PRIMES[i]) & _U32)
-        dense = (dense + c * stride) & _U32
-        stride = stride * lt["res"]
-    mode = lt["mode"]
-    index = torch.where(mode == 1, hashed, torch.where(mode == 0, dense, torch.zeros_like(dense)))
-    return lt["offset"] + index % lt["size"]
+    # Per-dim index terms of the lower / upper vertex, combined per corner by XOR (hashed) or sum (dense).
+    if hashed:
+        factors = [torch.full((len(lv),), PRIMES[i], dtype=torch.int64, device=device) for i in range(d)]
+    else:  # row-major strides res**i; zero for overflow levels, which index entry 0
+        factors = [torch.tensor([l.resolution**i if modes[j] == DENSE else 0 for j, l in zip(levels, lv)],
+                                dtype=torch.int64, device=device) & _U32 for i in range(d)]
+    lo = [(cell[..., i] * factors[i]) & _U32 for i in range(d)]
+    hi = [(((cell[..., i] + 1) & _U32) * factors[i]) & _U32 for i in range(d)]
+
+    def entry(corner: int) -> torch.Tensor:  # (N, Lg) flat table rows
+        terms = [hi[i] if (corner >> i) & 1 else lo[i] for i in range(d)]
+        index = terms[0]
+        for term in terms[1:]:
+            index = index ^ term if hashed else index + term
+        index = index & (size - 1) if hashed else (index & _U32) % size  # hashed sizes are powers of two
+        return offset + index
+
+    if grid.interpolation == "Nearest":
+        return table[entry(0)]
+    t = pos - floor
+    w_hi = t * t * (3 - 2 * t) if grid.interpolation == "Smoothstep" else t
+    w_lo = 1 - w_hi
+    out = None
+    for corner in range(1 << d):
+        weight = None
+        for i in range(d):
+            w = w_hi[..., i] if (corner >> i) & 1 else w_lo[..., i]
+            weight = w if weight is None else weight * w
+        term = weight.unsqueeze(-1).to(table.dtype) * table[entry(corner)]
+        out = term if out is None else out + term
+    return out
 
 
 def encode_torch(grid: GridEncoding, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """``x`` ``(N, d)``, ``params`` ``(n_params,)`` -> features ``(N, n_levels * F)`` in ``params``' dtype."""
-    n, d = x.shape
-    f = grid.n_features_per_level
-    lt = _level_tensors(grid, x.device, x.dtype)
-    table = params.view(-1, f)
-
-    if x.dtype == torch.float32 and x.device.type != "mps":
-        # tcnn computes fmaf(scale, x, 0.5): one rounding. The product of two float32 is exact in float64, so
-        # rounding the float64 sum once to float32 gives the same cell and fraction (MPS has no float64).
-        pos = (x.double()[:, None, :] * lt["scale"].double() + 0.5).float()  # (N, L, d)
-    else:
-        pos = x[:, None, :] * lt["scale"] + 0.5
-    floor = torch.floor(pos)
-    cell = floor.to(torch.int64) & _U32  # tcnn: (uint32)(int)floor(pos)
-    if grid.interpolation == "Nearest":
-        return table[_corner_index(cell, lt)].reshape(n, grid.n_output_dims)
-
-    frac = pos - floor
-    w_hi = frac * frac * (3 - 2 * frac) if grid.interpolation == "Smoothstep" else frac
-    w_lo = 1 - w_hi
-    out = None
-    for c in range(1 << d):
-        bits = torch.tensor([(c >> i) & 1 for i in range(d)], dtype=torch.int64, device=x.device)
-        weight = torch.where(bits.bool(), w_hi, w_lo).prod(dim=-1)  # (N, L)
-        term = weight.unsqueeze(-1).to(table.dtype) * table[_corner_index((cell + bits) & _U32, lt)]
-        out = term if out is None else out + term
-    return out.reshape(n, grid.n_output_dims)
+    table = params.view(-1, grid.n_features_per_level)
+    hashed = [i for i, lv in enumerate(grid.levels) if lv.hashed]
+    plain = [i for i, lv in enumerate(grid.levels) if not lv.hashed]
+    parts, order = [], []
+    for levels, is_hashed in ((plain, False), (hashed, True)):
+        if levels:
+            parts.append(_encode_levels(grid, x, table, levels, is_hashed))
+            order += levels
+    out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    if order != sorted(order):
+        out = out[:, torch.tensor(order, device=x.device).argsort()]
+    return out.reshape(x.shape[0], grid.n_output_dims)
