@@ -15,8 +15,10 @@ The update runs as one fused numba pass on float32 CPU tensors, and as vectorise
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
+import numpy as np
 import torch
 
 from .errors import ConfigError
@@ -82,6 +84,8 @@ class Adam(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
                     state["steps"] = torch.zeros_like(p, dtype=torch.int32)
+                    state["max_step"] = 0  # upper bound of the entries' step counters
+                state["max_step"] += 1
                 _adam_update(p, p.grad, state, group, n_matrix_params(p), bounds)
         return loss
 
@@ -100,12 +104,25 @@ def _adam_update(p, grad, state, group, n_matrix, bounds):
     if p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() and grad.is_contiguous():
         from .kernels.adam_numba import adam_step
 
+        debias = _debias_table(group["beta1"], group["beta2"], int(state["max_step"]) + 1)
         adam_step(p.view(-1).numpy(), grad.reshape(-1).float().numpy(), state["exp_avg"].view(-1).numpy(),
-                  state["exp_avg_sq"].view(-1).numpy(), state["steps"].view(-1).numpy(), n_matrix,
+                  state["exp_avg_sq"].view(-1).numpy(), state["steps"].view(-1).numpy(), debias, n_matrix,
                   *_scalars(group, bounds))
     else:
         _adam_update_torch(p.view(-1), grad.reshape(-1).float(), state["exp_avg"].view(-1),
                            state["exp_avg_sq"].view(-1), state["steps"].view(-1), n_matrix, group, bounds)
+
+
+@functools.lru_cache(maxsize=8)
+def _debias_table_cached(beta1: float, beta2: float, size: int) -> np.ndarray:
+    s = np.arange(size, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(1 - beta2**s) / (1 - beta1**s)
+
+
+def _debias_table(beta1: float, beta2: float, max_step: int) -> np.ndarray:
+    """``sqrt(1 - beta2^s) / (1 - beta1^s)`` for s = 0..max_step, grown in powers of two so it is rarely rebuilt."""
+    return _debias_table_cached(float(beta1), float(beta2), 1 << max(10, max_step.bit_length() + 1))
 
 
 def _scalars(group, bounds):

@@ -15,9 +15,10 @@ _CHUNK = 1 << 16
 
 
 @njit(parallel=True, cache=True)
-def adam_step(w, g, m, v, steps, n_matrix, lr, beta1, beta2, eps, l2_reg, non_matrix_l2_reg, non_matrix_lr_factor,
-              relative_decay, absolute_decay, clip, grad_clip, lower, upper, optimize_matrix, optimize_non_matrix,
-              skip_zero_grad):
+def adam_step(w, g, m, v, steps, debias, n_matrix, lr, beta1, beta2, eps, l2_reg, non_matrix_l2_reg,
+              non_matrix_lr_factor, relative_decay, absolute_decay, clip, grad_clip, lower, upper, optimize_matrix,
+              optimize_non_matrix, skip_zero_grad):
+    """``debias[s] = sqrt(1 - beta2^s) / (1 - beta1^s)``, precomputed: two pow() per entry would dominate."""
     n = w.shape[0]
     for chunk in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(chunk * _CHUNK, min(n, (chunk + 1) * _CHUNK)):
@@ -37,7 +38,7 @@ def adam_step(w, g, m, v, steps, n_matrix, lr, beta1, beta2, eps, l2_reg, non_ma
             step = steps[i] + 1
             steps[i] = step
             rate = lr * (1.0 if matrix else non_matrix_lr_factor)
-            rate *= math.sqrt(1 - beta2**step) / (1 - beta1**step)
+            rate *= debias[step]
             effective = min(max(rate / (math.sqrt(vi) + eps), lower), upper)
             decayed = (1 - relative_decay * rate) * weight - math.copysign(absolute_decay * rate, weight)
             new = decayed - effective * mi
