@@ -144,3 +144,22 @@ def test_double_backward_matches_float64_finite_differences():
     x = (torch.rand(5, 2, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
     assert torch.autograd.gradgradcheck(lambda x, p: torch.func.functional_call(sdf, {"params": p}, (x,)),
                                         (x, sdf.params.detach().clone().requires_grad_()), atol=1e-5)
+
+
+def test_recycled_gradient_buffers_give_fresh_gradients():
+    """ingp's Adam.zero_grad hands the gradient buffer back for reuse; the next gradient must not see old values."""
+    from ingp.kernels.flat_params import recycle_grad
+
+    model = tcnn.NetworkWithInputEncoding(2, 1, {"otype": "HashGrid", "n_levels": 4, "log2_hashmap_size": 10},
+                                          {"otype": "FullyFusedMLP", "n_neurons": 16, "n_hidden_layers": 1})
+    x1, x2 = torch.rand(500, 2), torch.rand(300, 2)
+    model(x2).sum().backward()
+    expected = model.params.grad.clone()
+    model.params.grad = None
+    model(x1).pow(2).sum().backward()
+    buffer = model.params.grad.data_ptr()
+    recycle_grad(model.params)
+    assert model.params.grad is None
+    model(x2).sum().backward()
+    assert model.params.grad.data_ptr() == buffer  # the same memory, reused ...
+    torch.testing.assert_close(model.params.grad, expected)  # ... and zeroed first

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .kernels.flat_params import recycle_grad
 
 _ADAM_DEFAULTS = dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, l2_reg=1e-8, non_matrix_l2_reg=0.0,
                       non_matrix_learning_rate_factor=1.0, relative_decay=0.0, absolute_decay=0.0,
@@ -57,6 +58,14 @@ class Adam(torch.optim.Optimizer):
     @property
     def learning_rate(self) -> float:
         return self.param_groups[0]["lr"]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch's; with ``set_to_none``, an ingp flat parameter's gradient buffer is kept for reuse."""
+        if set_to_none:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    recycle_grad(p)
+        super().zero_grad(set_to_none=set_to_none)
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:

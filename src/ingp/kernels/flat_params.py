@@ -48,11 +48,33 @@ def split_flat(flat: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]
 
 
 def part_grad_buffer(part: torch.Tensor) -> torch.Tensor:
-    """A zeroed gradient for ``part``. If ``part`` is a view into an ingp module's flat parameter (one that carries
-    ``n_matrix_params``), the zeros span the whole parameter and the returned tensor is the part's view of them."""
-    base = part._base
-    if base is not None and hasattr(base, "n_matrix_params") and base.is_contiguous() and part.is_contiguous():
+    """A zeroed gradient for ``part``. If ``part`` is (a view into) an ingp module's flat parameter (one that carries
+    ``n_matrix_params``), the zeros span the whole parameter and the returned tensor is the part's view of them.
+
+    The buffer is the parameter's previous gradient when ingp's optimizer released it in ``zero_grad`` (see
+    ``recycle_grad``): zeroing memory the process already has is much cheaper than faulting in fresh pages
+    (measured: 6 ms -> 2 ms per step for a 22 MB table).
+    """
+    base = part if part._base is None else part._base
+    if not (hasattr(base, "n_matrix_params") and base.is_contiguous() and part.is_contiguous()):
+        return torch.zeros_like(part)
+    full = getattr(base, "_ingp_spare_grad", None)
+    base._ingp_spare_grad = None
+    if full is not None and full.shape == (base.numel(),) and full.dtype == part.dtype and full.device == part.device:
+        full.zero_()
+    else:
         full = torch.zeros(base.numel(), dtype=part.dtype, device=part.device)
-        start = part.storage_offset() - base.storage_offset()
-        return full[start:start + part.numel()].view_as(part)
-    return torch.zeros_like(part)
+    if part is base:
+        return full.view_as(part)
+    start = part.storage_offset() - base.storage_offset()
+    return full[start:start + part.numel()].view_as(part)
+
+
+def recycle_grad(param: torch.Tensor) -> None:
+    """Set ``param.grad`` to None, keeping the buffer for ``part_grad_buffer`` to reuse in the next backward.
+
+    Like ``zero_grad(set_to_none=False)``, a reference to the old ``.grad`` kept elsewhere sees it overwritten."""
+    grad = param.grad
+    param.grad = None
+    if grad is not None and hasattr(param, "n_matrix_params") and grad.is_contiguous():
+        param._ingp_spare_grad = grad.view(-1)
