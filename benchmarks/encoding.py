@@ -2,8 +2,9 @@
 
     python benchmarks/encoding.py [--peer PATH/TO/encoding.py] [--repeats 7] [--threads 2]
 
-Prints a table of million points per second (median over repeats, all rows measured in one run, interleaved so
-that machine noise hits every contender alike):
+Prints a table of million points per second: the median over repeats, all rows measured in one run, the contenders
+interleaved so that machine noise hits all alike; each timed call follows two untimed ones, so caches are as warm
+as in a training loop:
 
 * ``forward``: encode a batch, no autograd graph;
 * ``fwd+bwd``: encode, then backward of a random output gradient into the table (the training case; inputs do
@@ -88,8 +89,11 @@ def train_step(net, opt, x, target):
     opt.step()
 
 
-def time_call(fn, force: str | None) -> float:
+def time_call(fn, force: str | None, warm: int = 2) -> float:
+    """Seconds of one call, timed after ``warm`` untimed back-to-back calls (caches warm, as in a training loop)."""
     with backend(force) if force else _null():
+        for _ in range(warm):
+            fn()
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
@@ -107,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", help="path to Ending2015a/hash-grid-encoding's encoding.py (optional)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warm", type=int, default=2, help="untimed calls before each timed one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-torch-path", action="store_true", help="leave out the slow pure-torch path rows")
     args = parser.parse_args()
@@ -115,7 +120,7 @@ def main() -> None:
 
     numba.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, numba {numba.__version__}, "
-          f"{args.threads} threads, median of {args.repeats}")
+          f"{args.threads} threads, median of {args.repeats}, each after {args.warm} warm calls")
     print("| dims | batch | contender | forward M pts/s | fwd+bwd M pts/s | train step M pts/s |")
     print("|---|---|---|---|---|---|")
     for dims, batch in CASES:
@@ -133,11 +138,11 @@ def main() -> None:
             jobs[(name, "bwd")] = (lambda m=module: fwd_bwd_step(m, x, grad), force)
         jobs[("ingp (numba CPU kernels)", "train")] = (lambda: train_step(net, opt, x, target), "numba")
         for fn, force in jobs.values():  # warm-up: compile kernels, fault in memory
-            time_call(fn, force)
+            time_call(fn, force, warm=0)
         times = {key: [] for key in jobs}
         for _ in range(args.repeats):
             for key, (fn, force) in jobs.items():
-                times[key].append(time_call(fn, force))
+                times[key].append(time_call(fn, force, args.warm))
         for name in found:
             cells = []
             for kind in ("fwd", "bwd", "train"):
