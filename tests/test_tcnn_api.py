@@ -163,3 +163,20 @@ def test_recycled_gradient_buffers_give_fresh_gradients():
     model(x2).sum().backward()
     assert model.params.grad.data_ptr() == buffer  # the same memory, reused ...
     torch.testing.assert_close(model.params.grad, expected)  # ... and zeroed first
+
+
+def test_half_precision_keeps_float32_positions():
+    """dtype=torch.half: parameters and outputs in half, positions in float32 (as tcnn), so fine levels stay right."""
+    cfg = {"otype": "HashGrid", "n_levels": 8, "log2_hashmap_size": 14, "per_level_scale": 2.0}
+    full = tcnn.NetworkWithInputEncoding(3, 2, cfg, {"otype": "FullyFusedMLP", "n_neurons": 16, "n_hidden_layers": 1})
+    half = tcnn.NetworkWithInputEncoding(3, 2, cfg, {"otype": "FullyFusedMLP", "n_neurons": 16, "n_hidden_layers": 1},
+                                         dtype=torch.half)
+    with torch.no_grad():
+        full.params.normal_()
+        half.params.copy_(full.params)
+    x = torch.rand(64, 3)
+    y = half(x)
+    assert y.dtype == torch.half and half.params.dtype == torch.float32  # float32 master weights, as tcnn
+    torch.testing.assert_close(y.float(), full(x), rtol=2e-2, atol=5e-2)
+    y.float().sum().backward()
+    assert half.params.grad.dtype == torch.float32 and half.params.grad.abs().sum() > 0

@@ -32,7 +32,10 @@ class _Module(nn.Module):
         self.params.n_matrix_params = n_matrix_params  # read by ingp's Adam: l2_reg applies to this prefix only
 
     def _flatten(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
-        """``x`` ``[..., n_input_dims]`` -> ``(N, n_input_dims)`` in the compute dtype, and the batch shape."""
+        """``x`` ``[..., n_input_dims]`` -> ``(N, n_input_dims)`` and the batch shape.
+
+        Inputs are float32 (float64 for float64 parameters) whatever the compute dtype: as in tcnn, positions are
+        never rounded to half precision, which would move points between cells of fine grid levels."""
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise ValueError(f"{type(self).__name__}: expected a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
         if x.dim() == 0 or x.shape[-1] != self.n_input_dims:
@@ -40,8 +43,13 @@ class _Module(nn.Module):
                              f"got {list(x.shape)}")
         if self.check_inputs and x.numel() and not torch.isfinite(x).all():
             raise ValueError(f"{type(self).__name__}: input contains NaN or Inf")
-        dtype = self.dtype or self.params.dtype
+        dtype = torch.float64 if self.params.dtype == torch.float64 else torch.float32
         return x.reshape(-1, self.n_input_dims).to(dtype), x.shape[:-1]
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype of parameters and outputs in the forward pass: ``dtype`` if given, else the parameters' dtype."""
+        return self.dtype or self.params.dtype
 
     def _compute_params(self) -> torch.Tensor:
         return self.params if self.dtype is None else self.params.to(self.dtype)
@@ -62,7 +70,8 @@ class Encoding(_Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, batch = self._flatten(x)
-        return self.encoding.encode(flat, self._compute_params()).reshape(*batch, self.n_output_dims)
+        out = self.encoding.encode(flat, self._compute_params()).to(self.compute_dtype)
+        return out.reshape(*batch, self.n_output_dims)
 
 
 class Network(_Module):
@@ -79,7 +88,8 @@ class Network(_Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, batch = self._flatten(x)
-        return self.network.forward(flat, self._compute_params()).reshape(*batch, self.n_output_dims)
+        out = self.network.forward(flat.to(self.compute_dtype), self._compute_params())
+        return out.reshape(*batch, self.n_output_dims)
 
 
 class NetworkWithInputEncoding(_Module):
@@ -103,5 +113,5 @@ class NetworkWithInputEncoding(_Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, batch = self._flatten(x)
         net_params, enc_params = split_flat(self._compute_params(), [self.network.n_params, self.encoding.n_params])
-        features = self.encoding.encode(flat, enc_params)
+        features = self.encoding.encode(flat, enc_params).to(self.compute_dtype)
         return self.network.forward(features, net_params).reshape(*batch, self.n_output_dims)
