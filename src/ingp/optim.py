@@ -130,6 +130,15 @@ class _TcnnOptimizer(torch.optim.Optimizer):
                     recycle_grad(p)
         super().zero_grad(set_to_none=set_to_none)
 
+    def _begin_step(self, closure):
+        """Run the optional closure (with gradients on) and count the step; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.current_step += 1
+        return loss
+
     def _custom_weights(self, p):
         return None
 
@@ -168,11 +177,7 @@ class Adam(_TcnnOptimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.current_step += 1
+        loss = self._begin_step(closure)
         for group in self.param_groups:
             bounds = (0.0, math.inf)
             if group["adabound"]:  # AdaBound, with tcnn's float32 constants and the optimizer-wide step
@@ -383,11 +388,7 @@ class SGD(_TcnnOptimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.current_step += 1
+        loss = self._begin_step(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
