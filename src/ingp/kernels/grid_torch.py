@@ -23,14 +23,30 @@ def index_modes(grid: GridEncoding) -> list[int]:
     return [HASH if lv.hashed else (DENSE if lv.dense_ok else ZERO) for lv in grid.levels]
 
 
+def _level_constants(grid: GridEncoding, levels: list[int], hashed: bool, device: torch.device,
+                     dtype: torch.dtype) -> tuple:
+    """Per-level scale (Lg, 1), offset, size and per-dim index factors as tensors on ``device``; cached on the grid
+    so a forward pass on a GPU does not copy small host lists to the device every call."""
+    cache = grid.__dict__.setdefault("_torch_constants", {})
+    key = (tuple(levels), hashed, str(device), dtype)
+    if key not in cache:
+        lv, modes, d = [grid.levels[i] for i in levels], index_modes(grid), grid.n_input_dims
+        as_long = dict(dtype=torch.int64, device=device)
+        if hashed:
+            factors = [torch.full((len(lv),), PRIMES[i], **as_long) for i in range(d)]
+        else:  # row-major strides res**i; zero for overflow levels, which index entry 0
+            factors = [torch.tensor([(l.resolution**i) & _U32 if modes[j] == DENSE else 0
+                                     for j, l in zip(levels, lv)], **as_long) for i in range(d)]
+        cache[key] = (torch.tensor([l.scale for l in lv], dtype=dtype, device=device)[:, None],
+                      torch.tensor([l.offset for l in lv], **as_long), torch.tensor([l.size for l in lv], **as_long),
+                      factors)
+    return cache[key]
+
+
 def _encode_levels(grid: GridEncoding, x: torch.Tensor, table: torch.Tensor, levels: list[int], hashed: bool):
     """Features of the given levels (all hashed, or all not): ``(N, len(levels), F)``."""
     device, d = x.device, x.shape[1]
-    lv = [grid.levels[i] for i in levels]
-    modes = index_modes(grid)
-    scale = torch.tensor([l.scale for l in lv], dtype=x.dtype, device=device)[:, None]  # (Lg, 1)
-    offset = torch.tensor([l.offset for l in lv], dtype=torch.int64, device=device)
-    size = torch.tensor([l.size for l in lv], dtype=torch.int64, device=device)
+    scale, offset, size, factors = _level_constants(grid, levels, hashed, device, x.dtype)
 
     if x.dtype == torch.float32 and device.type != "mps":
         # tcnn computes fmaf(scale, x, 0.5): one rounding. The product of two float32 is exact in float64, so
@@ -42,11 +58,6 @@ def _encode_levels(grid: GridEncoding, x: torch.Tensor, table: torch.Tensor, lev
     cell = floor.to(torch.int64) & _U32  # tcnn: (uint32)(int)floor(pos)
 
     # Per-dim index terms of the lower / upper vertex, combined per corner by XOR (hashed) or sum (dense).
-    if hashed:
-        factors = [torch.full((len(lv),), PRIMES[i], dtype=torch.int64, device=device) for i in range(d)]
-    else:  # row-major strides res**i; zero for overflow levels, which index entry 0
-        factors = [torch.tensor([l.resolution**i if modes[j] == DENSE else 0 for j, l in zip(levels, lv)],
-                                dtype=torch.int64, device=device) & _U32 for i in range(d)]
     lo = [(cell[..., i] * factors[i]) & _U32 for i in range(d)]
     hi = [(((cell[..., i] + 1) & _U32) * factors[i]) & _U32 for i in range(d)]
 
