@@ -1,13 +1,23 @@
-"""The ``ingp`` command line: ``ingp <command> ...``. User mistakes print one line and exit with status 2."""
+"""The ``ingp`` command line: ``ingp <command> [<verb>] ...``.
+
+Each primitive registers its own sub-commands from a small ``cli`` module (``ingp.image.cli`` ...) whose handlers
+import the heavy code lazily. User mistakes print one line ``ingp: error: ...`` and exit with status 2; a diverged
+run exits with 1; Ctrl-C or SIGTERM with 130 / 143 after the last checkpoint was kept.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import signal
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, InputError, TrainingDiverged
+
+# Modules with ``register(commands)``; each adds its sub-parsers and sets ``handler`` on them.
+COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli"]
 
 
 def positive_int(text: str) -> int:
@@ -20,40 +30,67 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float | None = None) -> None:
+    """The options every ``ingp <primitive> fit`` shares: --out, --seconds/--steps, --config, --seed, --device,
+    --quiet, --resume."""
+    parser.add_argument("--out", type=Path, required=True, help="run folder to write (created if missing)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=positive_float, default=None,
+                        help=f"training time budget in seconds (default: {default_seconds})" if default_seconds
+                        else "training time budget in seconds")
+    budget.add_argument("--steps", type=positive_int, default=None, help="number of training steps")
+    parser.add_argument("--config", type=Path, help="tcnn/instant-ngp JSON config (encoding, network, loss, "
+                                                    "optimizer); // comments and 'parent' are allowed")
+    parser.add_argument("--seed", type=int, default=1337, help="random seed (default: 1337)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint (budgets count the whole run)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingp", description="Instant Neural Graphics Primitives in Python.")
     parser.add_argument("--version", action="version", version=f"ingp {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit a small image with a hash grid + MLP and write the result",
-                               description="Fit an image (default: a bundled 256x256 portrait) with tcnn's image "
-                                           "sample settings, write the reconstruction as PNG, print PSNR and time.")
-    demo.add_argument("--image", type=Path, help="PNG or JPEG to fit instead of the bundled one")
-    demo.add_argument("--out", type=Path, default=Path("ingp_demo"), help="output folder (default: ingp_demo)")
-    demo.add_argument("--steps", type=positive_int, default=300, help="training steps (default: 300)")
-    demo.add_argument("--batch-size", type=positive_int, default=2**14, help="points per step (default: 16384)")
-    demo.add_argument("--seed", type=int, default=1337)
-    demo.add_argument("--quiet", action="store_true", help="print only the result line")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a primitive not written yet is fine; a broken import is not
+                raise
+            continue
+        module.register(commands)
     return parser
+
+
+def _terminate(signum, frame):
+    raise SystemExit(143)  # unwinds like Ctrl-C, so temporary files are removed and checkpoints stay whole
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        if args.command == "demo":
-            from .demo import run_demo
-
-            if args.image is not None and not args.image.is_file():
-                raise ValueError(f"--image: no such file: {args.image}")
-            result = run_demo(args.image, args.out, args.steps, args.batch_size, args.seed, args.quiet)
-            print(f"PSNR {result['psnr']:.2f} dB after {result['steps']} steps in {result['seconds']:.1f} s "
-                  f"({result['n_params']:,} parameters); wrote {result['output']}")
-    except (ConfigError, ValueError, OSError) as err:
+        return args.handler(args) or 0
+    except (ConfigError, InputError, ValueError, OSError) as err:
         print(f"ingp: error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"ingp: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("ingp: interrupted", file=sys.stderr)
+        print("ingp: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":
