@@ -22,9 +22,12 @@ from .errors import InputError, TrainingDiverged
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file next to ``path``, then rename it to ``path`` (atomic on POSIX)."""
+    """Call ``write(tmp)`` for a temporary file next to ``path``, then rename it to ``path`` (atomic on POSIX).
+
+    The temporary name keeps the suffix (``.name.tmp-PID.png``) so writers that go by the suffix still work.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

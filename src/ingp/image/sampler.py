@@ -1,0 +1,70 @@
+"""Training samples: uniform random points in [0, 1]^2 with bilinearly filtered targets, read texel by texel.
+
+Only the four texels around each point are read (from memory or a memory-mapped file) and converted to float, so a
+gigapixel image costs no more memory than its stored bytes. Texel centres sit at (i + 0.5) / size; lookups clamp at
+the border, like a GPU texture with linear filtering and clamp-to-edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .io import ImageData
+
+
+def bilinear_taps(xy: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat texel indices (N, 4) and weights (N, 4) for points ``xy`` (N, 2) in [0, 1] given as (x, y)."""
+    p = xy * np.array([width, height], dtype=np.float32) - np.float32(0.5)
+    p0 = np.floor(p)
+    frac = (p - p0).astype(np.float32)
+    x0 = np.clip(p0[:, 0].astype(np.int64), 0, width - 1)
+    y0 = np.clip(p0[:, 1].astype(np.int64), 0, height - 1)
+    x1 = np.minimum(p0[:, 0].astype(np.int64) + 1, width - 1).clip(0)
+    y1 = np.minimum(p0[:, 1].astype(np.int64) + 1, height - 1).clip(0)
+    idx = np.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1], axis=1)
+    fx, fy = frac[:, 0], frac[:, 1]
+    w = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
+    return idx, w
+
+
+def bilinear_lookup(image: ImageData, xy: np.ndarray) -> np.ndarray:
+    """Filtered values (N, C) float32 in [0, 1] units at points ``xy`` (N, 2) float32: the numba kernel when
+    available, else ``bilinear_lookup_numpy``."""
+    from ..kernels import current_backend, numba_available
+
+    if current_backend() != "torch" and numba_available():
+        from ..kernels.bilinear_numba import bilinear_lookup_kernel
+
+        out = np.empty((len(xy), image.channels), dtype=np.float32)
+        bilinear_lookup_kernel(np.asarray(image.pixels), xy, np.float32(1 / image.full_scale), out)
+        return out
+    return bilinear_lookup_numpy(image, xy)
+
+
+def bilinear_lookup_numpy(image: ImageData, xy: np.ndarray) -> np.ndarray:
+    """The reference: filtered values (N, C) float32 in [0, 1] units at points ``xy`` (N, 2)."""
+    idx, w = bilinear_taps(xy, image.width, image.height)
+    flat = image.pixels.reshape(-1, image.channels)
+    texels = flat[idx.reshape(-1)].reshape(len(xy), 4, image.channels)  # stored type: 1-4 bytes per value
+    return np.einsum("nk,nkc->nc", w, texels.astype(np.float32)) / np.float32(image.full_scale)
+
+
+class PixelSampler:
+    """Draws training batches: ``sample(n)`` -> (xy (n, 2), target (n, C)), float32 on ``device``."""
+
+    def __init__(self, image: ImageData, device: torch.device, seed: int):
+        self.image = image
+        self.device = device
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xy = self.rng.random((n, 2), dtype=np.float32)
+        target = bilinear_lookup(self.image, xy)
+        return torch.from_numpy(xy).to(self.device), torch.from_numpy(target).to(self.device)
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

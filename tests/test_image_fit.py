@@ -1,0 +1,164 @@
+"""Image primitive end to end: sampling and metrics against references, fit / resume / divergence, the commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from ingp.cli import main
+from ingp.image.evaluate import evaluate_arrays
+from ingp.image.io import ImageData, read_image, write_image
+from ingp.image.model import view_points
+from ingp.image.sampler import bilinear_lookup, bilinear_lookup_numpy
+from ingp.kernels import backend
+
+
+def test_bilinear_kernel_matches_reference_and_hits_texel_centres():
+    pixels = (np.random.default_rng(1).random((9, 13, 3)) * 255).astype(np.uint8)
+    image = ImageData(pixels, path=None)
+    xy = np.random.default_rng(2).random((5000, 2), dtype=np.float32)
+    xy[:4] = [[0, 0], [1, 1], [0, 1], [1, 0]]  # borders clamp
+    fast = bilinear_lookup(image, xy)
+    with backend("torch"):
+        assert np.array_equal(bilinear_lookup(image, xy), bilinear_lookup_numpy(image, xy))
+    assert np.abs(fast - bilinear_lookup_numpy(image, xy)).max() < 1e-6
+    centres = np.array([[(4 + 0.5) / 13, (7 + 0.5) / 9]], dtype=np.float32)  # pixel (x=4, y=7)
+    assert np.allclose(bilinear_lookup(image, centres)[0], pixels[7, 4] / 255, atol=1e-6)
+    between = np.array([[5 / 13, (7 + 0.5) / 9]], dtype=np.float32)  # halfway between x=4 and x=5
+    assert np.allclose(bilinear_lookup(image, between)[0], (pixels[7, 4] / 2 + pixels[7, 5] / 2) / 255, atol=1e-6)
+
+
+def test_tiled_metrics_equal_whole_image_metrics():
+    rng = np.random.default_rng(3)
+    reference = rng.random((61, 40, 4)).astype(np.float32)
+    prediction = np.clip(reference + rng.normal(0, 0.05, reference.shape), 0, 1).astype(np.float32)
+    image = ImageData(reference, path=None)
+    tiled = evaluate_arrays(prediction, image, tile_rows=8)  # 8 rows: many tiles with halos
+    colour = slice(0, 3)  # alpha is not scored
+    mse = np.mean((prediction[..., colour].astype(np.float64) - reference[..., colour]) ** 2)
+    assert tiled["psnr"] == pytest.approx(-10 * math.log10(mse), rel=1e-9)
+    whole = structural_similarity(reference[..., colour].astype(np.float64),
+                                  prediction[..., colour].astype(np.float64), channel_axis=2, data_range=1.0)
+    assert tiled["ssim"] == pytest.approx(whole, rel=1e-9)
+
+
+def test_view_points_cover_pixel_centres_and_zoom():
+    xy = view_points(4, 2)
+    assert torch.allclose(xy[:4, 0], torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    assert torch.allclose(xy[::4, 1], torch.tensor([0.25, 0.75]))
+    zoomed = view_points(4, 2, zoom=4, center=(0.25, 0.5))
+    assert zoomed[:, 0].min() == pytest.approx(0.25 - 0.125 + 0.125 / 4) and zoomed[:, 0].max() < 0.375
+
+
+@pytest.fixture
+def tiny_png(tmp_path):
+    yy, xx = np.mgrid[0:40, 0:48]
+    rgb = np.stack([xx / 47, yy / 39, ((xx - 24) ** 2 + (yy - 20) ** 2 < 120).astype(float)], axis=-1)
+    path = tmp_path / "tiny.png"
+    write_image(path, rgb.astype(np.float32), linear=False)
+    return path
+
+
+SMALL = ["--n-levels", "8", "--log2-hashmap-size", "12", "--batch-size", "2048", "--quiet", "--device", "cpu"]
+
+
+def test_fit_learns_writes_run_and_renders(tiny_png, tmp_path, capsys):
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert main(["image", "fit", str(tiny_png), "--out", str(short), "--steps", "2", *SMALL]) == 0
+    assert main(["image", "fit", str(tiny_png), "--out", str(long), "--steps", "80", "--visualize", *SMALL]) == 0
+    m_short = json.loads((short / "metrics.json").read_text())
+    metrics = json.loads((long / "metrics.json").read_text())
+    assert metrics["psnr"] > m_short["psnr"] + 8 and metrics["psnr"] > 28 and metrics["ssim"] > 0.8
+    assert metrics["steps"] == 80 and metrics["threads"] >= 1 and metrics["device"] == "cpu"
+    for name in ("config.json", "model.safetensors", "checkpoint.pt", "preview.png", "progress.gif", "progress.mp4"):
+        assert (long / name).is_file(), name
+    assert len(list((long / "frames").glob("step_*.png"))) >= 8
+    assert "PSNR" in capsys.readouterr().out
+
+    assert main(["image", "render", str(long), "--out", str(tmp_path / "full.png")]) == 0
+    full = read_image(tmp_path / "full.png")
+    assert (full.width, full.height, full.channels) == (48, 40, 3)
+    assert main(["image", "render", str(long), "--out", str(tmp_path / "z.exr"), "--zoom", "4", "--width", "30"]) == 0
+    assert read_image(tmp_path / "z.exr").pixels.shape == (25, 30, 3)
+    assert main(["image", "eval", str(long)]) == 0
+    assert f"PSNR {metrics['psnr']:.2f} dB" in capsys.readouterr().out
+    assert main(["image", "video", str(long), "--out", str(tmp_path / "v.mp4"), "--frames", "4", "--quiet"]) == 0
+    assert (tmp_path / "v.mp4").stat().st_size > 1000
+
+
+def test_resume_continues_to_the_total_budget(tiny_png, tmp_path):
+    run = tmp_path / "run"
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "10", *SMALL]) == 0
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "12", *SMALL]) == 2  # no clobbering
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "25", "--resume", *SMALL]) == 0
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 25
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_png, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["image", "fit", str(tiny_png), "--out", str(a), "--steps", "20", *SMALL]) == 0
+    assert main(["image", "fit", str(tiny_png), "--out", str(b), "--steps", "8", *SMALL]) == 0
+    assert main(["image", "fit", str(tiny_png), "--out", str(b), "--steps", "20", "--resume", *SMALL]) == 0
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(a / "model.safetensors")["params"], load_file(b / "model.safetensors")["params"])
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tiny_png, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "5", *SMALL]) == 0
+    good = (run / "model.safetensors").read_bytes()
+    import ingp.image.fit
+
+    calls = []
+
+    def nan_after_three(config):  # the resumed run blows up on its fourth step
+        def loss(prediction, target):
+            calls.append(1)
+            return ((prediction - target) ** 2).mean() * (math.nan if len(calls) > 3 else 1.0)
+        return loss
+
+    monkeypatch.setattr(ingp.image.fit, "build_loss", nan_after_three)
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "50", "--resume", *SMALL]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ingp: error:") and ("loss became" in err or "non-finite" in err) and "\n" not in err
+    assert (run / "model.safetensors").read_bytes() == good
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["image", "fit", "missing.png", "--out", "o"], "missing.png: no such file"),
+    (["image", "fit", "{png}", "--out", "o", "--n-levels", "2", "--base-resolution", "64",
+      "--finest-resolution", "8"], "finest resolution"),
+    (["image", "fit", "{png}", "--out", "o", "--loss", "Nope"], "unknown loss"),
+    (["image", "render", "nowhere", "--out", "x.png"], "not a run folder"),
+    (["image", "convert", "{png}", "x.png"], "must be a .npy"),
+    (["image", "fit", "{png}", "--out", "o", "--device", "cuda:7"], "--device"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tiny_png, tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{png}", str(tiny_png)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ingp: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_scales_with_area_average(tmp_path):
+    pixels = np.arange(4 * 6, dtype=np.uint8).reshape(4, 6, 1) * 10
+    np.save(tmp_path / "in.npy", pixels)
+    assert main(["image", "convert", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--scale", "0.5"]) == 0
+    out = np.load(tmp_path / "out.npy")
+    expected = pixels.reshape(2, 2, 3, 2, 1).astype(float).mean(axis=(1, 3))
+    assert out.dtype == np.uint8 and np.array_equal(out, np.rint(expected).astype(np.uint8))
+
+
+def test_demo_runs_on_the_bundled_image(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "30", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["psnr"] > 20 and (tmp_path / "demo" / "preview.png").is_file()
+    assert "demo" in capsys.readouterr().out
