@@ -11,7 +11,7 @@ from ..cli import add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
-DEFAULT_BATCH = 1 << 18
+DEFAULT_BATCH = 1 << 16  # measured on 2 CPU cores: more steps of 2^16 beat fewer of 2^18 at equal time
 
 
 def bundled_image() -> Path:
@@ -176,7 +176,7 @@ def register(commands) -> None:
     fit.add_argument("--base-resolution", type=positive_int, help="coarsest grid resolution (default: 16)")
     fit.add_argument("--finest-resolution", type=positive_float,
                      help="finest grid resolution (default: max(width, height) / 2)")
-    fit.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH, help="points per step (default: 2^18)")
+    fit.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH, help="points per step (default: 2^16; instant-ngp uses 2^18 on GPUs)")
     fit.add_argument("--lr", type=positive_float, help="learning rate (default: 1e-2)")
     fit.add_argument("--loss", help="tcnn loss otype: L2, L1, RelativeL2, Huber, ... (default: L2)")
     fit.add_argument("--visualize", action="store_true",

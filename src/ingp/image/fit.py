@@ -70,13 +70,7 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
         sampler.set_state(state["sampler"])
         progress = Progress(step=state["step"], seconds=state["seconds"], loss=state["loss"])
 
-    def step(_: int) -> torch.Tensor:
-        xy, target = sampler.sample(batch_size)
-        loss = loss_fn(model(xy), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+    step = training_step(model, sampler, loss_fn, optimizer, batch_size)
 
     def save(p: Progress) -> None:
         run.save_checkpoint({"step": p.step, "seconds": p.seconds, "loss": p.loss, "optimizer":
@@ -101,6 +95,19 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
                "channels": image.channels, **environment(dev)}
     run.save_metrics(metrics)
     return metrics
+
+
+def training_step(model, sampler: PixelSampler, loss_fn, optimizer, batch_size: int):
+    """One optimiser step on a fresh batch, as a function of the step index (for ``train``); returns the loss."""
+    def step(_: int) -> torch.Tensor:
+        xy, target = sampler.sample(batch_size)
+        loss = loss_fn(model(xy), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
 
 
 def preview_size(width: int, height: int, longest: int) -> tuple[int, int]:
