@@ -76,7 +76,7 @@ def train_our_way(model: NumpyModel, image: np.ndarray, steps: int, batch: int =
 def run(out: Output, image_path=None, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     scale = 4 if quick else 1  # quick: 16² and 32² images
-    epochs, steps = (2, 20) if quick else (30, 1500)
+    epochs, steps = (2, 20) if quick else (25, 1000)
     warm_up()
     images = {s: load_gray(image_path, s // scale) for s in (64, 128)}
     rows, results, curves = [], [], {}
