@@ -63,7 +63,7 @@ def variant(activation: str, *, paper_init=False, linear_out=False):
 
 def run(out: Output, image_path=None, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
-    side, epochs = (16, 3) if quick else (64, 25)
+    side, epochs = (16, 3) if quick else (64, 15)
     image = load_gray(image_path, side)
     lrs = [0.005] if quick else [0.001, 0.005, 0.02]
     acts = ["tanh", "relu", "leaky_relu"]
@@ -71,6 +71,7 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
     for act in acts:
         for lr in lrs:
             runs[act, lr, "seed"] = train(variant(act), image, epochs, lr)
+            out.log(f"{act} lr {lr}: {runs[act, lr, 'seed']['final']:.2f} dB")
     controls = {"shuffled order": dict(order="shuffled"), "paper init": dict(paper_init=True),
                 "linear output": dict(linear_out=True)}
     for name, kw in controls.items():

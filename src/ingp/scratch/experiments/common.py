@@ -99,6 +99,11 @@ class Output:
         self.start = time.perf_counter()
         self.sections: list[str] = []
 
+    def log(self, message: str) -> None:
+        """A progress line on stderr: elapsed seconds and what just finished."""
+        import sys
+        print(f"[{self.name} {time.perf_counter() - self.start:6.0f} s] {message}", file=sys.stderr, flush=True)
+
     def section(self, text: str) -> None:
         self.sections.append(text)
 
@@ -167,12 +172,22 @@ def _largest_grid(n_params_max, resolution, n_levels, network, n_outputs, seed):
     import ingp
     for levels in range(n_levels, 0, -1):
         b = float(np.exp(np.log(max(resolution, 5) / 4) / max(levels - 1, 1)))  # N_max = pixels per side
-        for log2_t in range(20, 2, -1):
+
+        def make(log2_t):
             enc = {"otype": "HashGrid", "n_levels": levels, "n_features_per_level": 2, "log2_hashmap_size": log2_t,
                    "base_resolution": 4, "per_level_scale": b}
-            model = ingp.NetworkWithInputEncoding(2, n_outputs, enc, network, seed=seed)
-            if model.params.numel() <= n_params_max:
-                return model, {**enc, "network": network}
+            return ingp.NetworkWithInputEncoding(2, n_outputs, enc, network, seed=seed), enc
+        lo, hi = 3, 20  # the parameter count grows with log2_t: binary search for the largest that fits
+        if make(lo)[0].params.numel() > n_params_max:
+            continue
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if make(mid)[0].params.numel() <= n_params_max:
+                lo = mid
+            else:
+                hi = mid - 1
+        model, enc = make(lo)
+        return model, {**enc, "network": network}
     return None
 
 

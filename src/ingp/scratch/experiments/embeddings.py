@@ -86,7 +86,7 @@ def train_full_batch(model, xy_all, target_all: np.ndarray, subset: np.ndarray, 
         if epoch % eval_every == 0 or epoch == epochs or epoch == 1:
             with torch.no_grad():
                 pred = model(xy_all).float().numpy().reshape(shape)
-            curves.append((epoch, float(loss), psnr(pred, target_all.reshape(shape)),
+            curves.append((epoch, float(loss.detach()), psnr(pred, target_all.reshape(shape)),
                            ssim(pred, target_all.reshape(shape))))
             frames.append(np.clip(pred, 0, 1))
     return {"curves": curves, "frames": frames, "seconds": spent, "psnr": curves[-1][2], "ssim": curves[-1][3],
@@ -151,8 +151,8 @@ def run(out: Output, image_paths=None, quick: bool = False) -> dict:
     import torch
     torch.set_num_threads(max(1, torch.get_num_threads()))
     image, target, xy, shape = setup(image_paths, quick)
-    epochs = 30 if quick else 1000
-    every = 10 if quick else 50
+    epochs = 30 if quick else 600
+    every = 15 if quick else 50
     n = len(target)
     plan = ([(e, a, 64, 100) for e in ("xy", "PE sin+cos") for a in ("ReLU", "LeakyReLU")] if quick else
             [(e, a, 64, 100) for a in ACTIVATIONS for e in EMBEDDINGS])
@@ -166,7 +166,9 @@ def run(out: Output, image_paths=None, quick: bool = False) -> dict:
         mean_rgb = r["pred"].reshape(-1, 3).mean(0)
         results.append({"embedding": emb, "activation": act, "width": width, "percent": percent,
                         "layers": model.layers, "n_params": model.n_params, "psnr": r["psnr"], "ssim": r["ssim"],
-                        "loss": r["loss"], "seconds": r["seconds"], "mean_rgb": [round(float(v), 3) for v in mean_rgb]})
+                        "loss": r["loss"], "first_loss": r["curves"][0][1], "seconds": r["seconds"],
+                        "mean_rgb": [round(float(v), 3) for v in mean_rgb]})
+        out.log(f"{model.name} w{width} {percent}%: {r['psnr']:.2f} dB")
         title = f"{model.name}\n{model.layers} / {model.n_params:,}p"
         groups.setdefault((width, percent), []).append((title, r))
     rows = [[r["embedding"], r["activation"], r["width"], f"{r['percent']} %", str(r["layers"]), r["n_params"],

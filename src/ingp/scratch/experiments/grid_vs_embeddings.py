@@ -30,7 +30,7 @@ class GridModel:
 
 def run(out: Output, image_paths=None, quick: bool = False) -> dict:
     image, target, xy, shape = setup(image_paths, quick)
-    epochs, every = (30, 10) if quick else (1000, 50)
+    epochs, every = (30, 15) if quick else (600, 50)
     n = len(target)
     warm_up()
     results, groups = [], {}
@@ -46,9 +46,11 @@ def run(out: Output, image_paths=None, quick: bool = False) -> dict:
                 r = train_full_batch(model, xy, target, subset, epochs, shape=shape, lr=lr, optimizer=opt,
                                      eval_every=every)
                 name = model.name if isinstance(model, ZooModel) else "HashGrid / ReLU"
+                out.log(f"{name} {recipe} budget {budget} {percent}%: {r['psnr']:.2f} dB")
                 results.append({"model": name, "layers": str(model.layers), "budget": budget,
                                 "n_params": int(model.n_params), "percent": percent, "recipe": recipe,
-                                "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"]})
+                                "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"],
+                                "first_loss": r["curves"][0][1], "loss": r["loss"]})
                 groups.setdefault((width, percent), []).append(
                     (f"{name}, {recipe}\n{model.layers}\n{model.n_params:,}p", r))
     rows = [[r["model"], r["layers"], r["n_params"], f"{r['percent']} %", r["recipe"], r["psnr"],

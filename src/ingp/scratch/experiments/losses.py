@@ -97,7 +97,7 @@ def detail_ratio(pred: np.ndarray, ref: np.ndarray) -> float:
 def run(out: Output, image_path=None, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     import torch
-    side, steps = (32, 40) if quick else (128, 1500)
+    side, steps = (32, 25) if quick else (128, 800)
     image = load_gray(image_path, side)
     coords, target = grid_coords(side, side), image.reshape(-1, 1)
     r0, r1, c0, c1 = (int(round(v * side)) for v in BOX)
@@ -135,6 +135,7 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
                    "bg_ssim": ssim(bg_p, bg_t), "bg_detail": detail_ratio(bg_p, bg_t),
                    "detail": detail_ratio(pred, image)}
             results.append(row)
+            out.log(f"{family} / {name}: {row['psnr']:.2f} dB, background {row['bg_psnr']:.2f} dB")
             preds[family, name] = pred
             rows.append([family, name, row["n_params"], row["psnr"], round(row["ssim"], 3), row["bg_psnr"],
                          round(row["bg_ssim"], 3), round(row["bg_detail"], 2), round(row["detail"], 2), seconds])
