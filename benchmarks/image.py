@@ -79,6 +79,8 @@ def peer_model(path, image, config):
     mlp = Network(grid.output_dim, image.channels, config["network"])
     model = torch.nn.Sequential(grid, mlp)
     opt = config["optimizer"]
+    while "nested" in opt:  # the decay wrappers start at step 20k: not reached here
+        opt = opt["nested"]
     optimizer = torch.optim.Adam(model.parameters(), lr=opt["learning_rate"], betas=(opt["beta1"], opt["beta2"]),
                                  eps=opt["epsilon"])
     return model, optimizer

@@ -1,9 +1,10 @@
 """Rate-distortion: ingp's neural image codec against JPEG and WebP (Pillow) at equal bytes.
 
-    python benchmarks/image_codec.py [--seconds 60] [--log2-sizes 12 14 16] [--bits 4 6 8]
+    python benchmarks/image_codec.py [--steps 600] [--log2-sizes 12 14 16] [--bits 4 6 8]
 
 Images: albert (instant-ngp's EXR, gray channel, stored as 8 bit) and a 1024x1024 crop of the Blue Marble photo.
-For each hash-table size a model is fitted for ``--seconds`` with the image defaults (``ingp image fit``), then
+For each hash-table size a model is fitted for ``--steps`` (not seconds: sizes are a matter of quality, so the
+table does not depend on machine load) with the image defaults (``ingp image fit``), then
 compressed at each bit depth (``ingp image compress``). JPEG and WebP are swept over quality 5..95; their PSNR at
 the neural file's byte count is interpolated on log(bytes). PSNR is on the 8-bit image for every codec.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import platform
 import tempfile
 from pathlib import Path
 
@@ -63,13 +63,13 @@ def at_bytes(curve: list[tuple[int, float]], n: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--log2-sizes", type=int, nargs="+", default=[12, 14, 16])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.machine()}, {torch.get_num_threads()} threads; each model fitted for {args.seconds:g} s\n")
+    print(f"# each model fitted for {args.steps} steps of 2^16 points\n")
     print("| image | log2 T | params | bits | bytes | bpp | ingp PSNR | JPEG PSNR | WebP PSNR |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +82,7 @@ def main() -> None:
                 config["encoding"] = encoding_from_options("hashgrid", image.width, image.height, {},
                                                            log2_hashmap_size=log2)
                 run = Path(tmp) / f"{path.stem}_{log2}"
-                metrics = fit_image(path, run, model_config=config, budget=Budget(seconds=args.seconds),
+                metrics = fit_image(path, run, model_config=config, budget=Budget(steps=args.steps),
                                     batch_size=1 << 16, seed=0, quiet=True)
                 for bits in args.bits:
                     r = compress_command(run, Path(tmp) / "x.ingp", bits=bits, device="cpu")

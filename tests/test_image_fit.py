@@ -162,3 +162,39 @@ def test_demo_runs_on_the_bundled_image(tmp_path, capsys):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["psnr"] > 20 and (tmp_path / "demo" / "preview.png").is_file()
     assert "demo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("encoding,otype", [("frequency", "Frequency"), ("dense", "DenseGrid"), ("none", "Identity")])
+def test_other_encodings_train(tiny_png, tmp_path, encoding, otype):
+    run = tmp_path / encoding
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "3", "--encoding", encoding,
+                 "--batch-size", "512", "--quiet", "--n-levels", "4"]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["encoding"]["otype"] == otype
+
+
+def test_config_file_and_flags_compose(tiny_png, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{// a tcnn config\n "loss": {"otype": "RelativeL2"},\n'
+                   ' "encoding": {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 4,'
+                   ' "log2_hashmap_size": 10, "base_resolution": 8, "per_level_scale": 1.5}}')
+    run = tmp_path / "run"
+    assert main(["image", "fit", str(tiny_png), "--out", str(run), "--steps", "2", "--config", str(cfg),
+                 "--log2-hashmap-size", "11", "--lr", "0.005", "--quiet", "--batch-size", "256"]) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    enc = model["encoding"]
+    assert model["loss"]["otype"] == "RelativeL2" and (enc["n_levels"], enc["n_features_per_level"]) == (4, 4)
+    assert enc["log2_hashmap_size"] == 11 and enc["per_level_scale"] == pytest.approx(1.5)
+    assert model["optimizer"]["nested"]["learning_rate"] == 0.005
+
+
+def test_sixteen_bit_rgba_renders_sixteen_bit_rgba(tmp_path):
+    rng = np.random.default_rng(5)
+    values = np.clip(rng.random((1, 1, 4)) + np.zeros((20, 24, 4)), 0, 1).astype(np.float32)
+    write_image(tmp_path / "in.png", values, linear=False, bit_depth=16)
+    run = tmp_path / "run"
+    assert main(["image", "fit", str(tmp_path / "in.png"), "--out", str(run), "--steps", "3", "--quiet",
+                 "--n-levels", "4", "--batch-size", "1024"]) == 0
+    assert main(["image", "render", str(run), "--out", str(tmp_path / "out.png")]) == 0
+    out = read_image(tmp_path / "out.png")
+    assert out.pixels.dtype == np.uint16 and out.pixels.shape == (20, 24, 4)
+    assert np.any(out.pixels % 257 != 0)  # real 16-bit values, not 8-bit ones scaled up
