@@ -78,6 +78,12 @@ def test_compress_and_decompress_commands(tmp_path, capsys):
     assert "bits per pixel" in line and f"unquantised {psnr:.2f} dB" in line
     decoded_psnr = float(line.split("PSNR ")[1].split(" dB")[0])
     assert psnr - 1.0 < decoded_psnr <= psnr + 0.2  # 8 bits costs little
+    assert main(["image", "compress", str(run), "--bits", "4", "--out", str(tmp_path / "plain.ingp")]) == 0
+    plain = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
+    assert main(["image", "compress", str(run), "--bits", "4", "--out", str(tmp_path / "qat.ingp"),
+                 "--finetune-steps", "30", "--quiet"]) == 0
+    tuned = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
+    assert tuned > plain + 0.5  # quantisation-aware fine-tuning pays at 4 bits
     assert main(["image", "decompress", str(tmp_path / "im.ingp"), "--out", str(tmp_path / "out.png")]) == 0
     assert read_image(tmp_path / "out.png").pixels.shape == (40, 48, 3)
     (tmp_path / "bad.ingp").write_bytes(b"INGPc1garbage")

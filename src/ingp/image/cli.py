@@ -123,7 +123,8 @@ def run_convert(args) -> int:
 def run_compress(args) -> int:
     from .codec import compress_command
 
-    report = compress_command(args.run, args.out, bits=args.bits, device=args.device)
+    report = compress_command(args.run, args.out, bits=args.bits, device=args.device,
+                              finetune_steps=args.finetune_steps, quiet=args.quiet)
     print(f"wrote {args.out}: {report['bytes']:,} bytes, {report['bpp']:.3f} bits per pixel, "
           f"PSNR {report['psnr']:.2f} dB (unquantised {report['psnr_float']:.2f} dB)")
     return 0
@@ -216,7 +217,10 @@ def register(commands) -> None:
     compress.add_argument("run", type=Path, help="run folder")
     compress.add_argument("--bits", type=int, choices=(16, 8, 6, 4), default=8, help="bits per value (default 8)")
     compress.add_argument("--out", type=Path, required=True, help="output file (.ingp)")
+    compress.add_argument("--finetune-steps", type=int, default=0, metavar="N",
+                          help="quantisation-aware fine-tuning steps on the training image first (default: 0)")
     compress.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    compress.add_argument("--quiet", action="store_true")
     compress.set_defaults(handler=run_compress)
 
     decompress = verbs.add_parser("decompress", help="decode a compressed file to an image")

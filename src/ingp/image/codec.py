@@ -55,21 +55,77 @@ def quantize(values: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     return best[1], best[2], best[3]
 
 
-def encode(model, image_meta: dict, model_config: dict, bits: int) -> bytes:
-    """The compressed file's bytes for ``model`` (see the module docstring)."""
+def choose_ranges(model, bits: int) -> np.ndarray:
+    """(segments, 2) float32 rows (lo, step): each segment's best quantiser."""
+    params = model.params.detach().float().cpu().numpy()
+    bounds = np.cumsum([0] + segments(model))
+    return np.array([quantize(params[a:b], bits)[1:] for a, b in zip(bounds[:-1], bounds[1:])], dtype=np.float32)
+
+
+def quantize_with(params: torch.Tensor, sizes: list[int], ranges: np.ndarray, bits: int) -> torch.Tensor:
+    """Symbols (N,) int32 of flat ``params`` under fixed per-segment quantisers ``ranges`` (lo, step)."""
+    lo = torch.from_numpy(np.repeat(ranges[:, 0], sizes)).to(params.device)
+    step = torch.from_numpy(np.repeat(ranges[:, 1], sizes)).to(params.device)
+    return torch.clamp(torch.round((params.detach().float() - lo) / step), 0, (1 << bits) - 1).to(torch.int32)
+
+
+def dequantize(symbols: torch.Tensor, sizes: list[int], ranges: np.ndarray) -> torch.Tensor:
+    lo = torch.from_numpy(np.repeat(ranges[:, 0], sizes)).to(symbols.device)
+    step = torch.from_numpy(np.repeat(ranges[:, 1], sizes)).to(symbols.device)
+    return lo + step * symbols.float()
+
+
+def finetune_quantized(model, config: dict, bits: int, steps: int, *, batch_size: int = 1 << 16,
+                       quiet: bool = True) -> np.ndarray:
+    """Quantisation-aware fine-tuning with a straight-through estimator; returns the quantisers it trained for.
+
+    Each step evaluates the loss at the quantised parameters and applies that gradient to the float ones, so the
+    float parameters settle where their rounded values fit the image. ``model`` ends holding float parameters.
+    """
+    from ..losses import build_loss
+    from ..optim import build_optimizer
+    from ..train import Budget, train
+    from .io import read_image
+    from .sampler import PixelSampler
+
+    path = Path(config["image"]["path"])
+    if not path.is_file():
+        raise InputError(f"{path}: the training image is needed for --finetune-steps and is missing")
+    ranges, sizes = choose_ranges(model, bits), segments(model)
+    sampler = PixelSampler(read_image(path), model.params.device, config["training"]["seed"] + 1)
+    loss_fn = build_loss(config["model"].get("loss"))
+    optimizer = build_optimizer({"otype": "Adam", "learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.99,
+                                 "epsilon": 1e-15}, model.parameters())
+    model.train()
+
+    def step(_: int) -> torch.Tensor:
+        xy, target = sampler.sample(batch_size)
+        float_params = model.params.detach().clone()
+        with torch.no_grad():
+            model.params.copy_(dequantize(quantize_with(float_params, sizes, ranges, bits), sizes, ranges))
+        loss = loss_fn(model(xy), target)
+        optimizer.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            model.params.copy_(float_params)
+        optimizer.step()
+        return loss.detach()
+
+    train(step, Budget(steps=steps), quiet=quiet, label="quantisation-aware fine-tuning")
+    model.eval()
+    return ranges
+
+
+def encode(model, image_meta: dict, model_config: dict, bits: int, ranges: np.ndarray | None = None) -> bytes:
+    """The compressed file's bytes for ``model`` (see the module docstring); ``ranges`` default to
+    ``choose_ranges``."""
     if bits not in BITS:
         raise InputError(f"--bits {bits}: use one of {', '.join(map(str, BITS))}")
-    params = model.params.detach().float().cpu().numpy()
+    sizes = segments(model)
+    ranges = choose_ranges(model, bits) if ranges is None else ranges
+    symbols = quantize_with(model.params, sizes, ranges, bits).cpu().numpy().astype(np.uint16)
     header = json.dumps({"bits": bits, "image": image_meta, "encoding": model_config["encoding"],
                          "network": model_config["network"]}, separators=(",", ":")).encode()
-    ranges, planes = [], []
-    start = 0
-    for size in segments(model):
-        symbols, lo, step = quantize(params[start:start + size], bits)
-        ranges += [lo, step]
-        planes.append(symbols)
-        start += size
-    symbols = np.concatenate(planes)
     payload = (symbols.astype(np.uint8).tobytes() if bits <= 8
                else (symbols >> 8).astype(np.uint8).tobytes() + (symbols & 0xFF).astype(np.uint8).tobytes())
     body = struct.pack("<I", len(header)) + header + np.asarray(ranges, dtype="<f4").tobytes() + payload
@@ -91,37 +147,41 @@ def decode(data: bytes, device: torch.device | str = "cpu") -> tuple[torch.nn.Mo
         ranges = np.frombuffer(body[4 + n:offset], dtype="<f4").reshape(-1, 2)
         total = model.params.numel()
         if header["bits"] <= 8:
-            symbols = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset).astype(np.float32)
+            symbols = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset).astype(np.int32)
         else:
-            high = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset).astype(np.float32)
-            low = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset + total).astype(np.float32)
+            high = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset).astype(np.int32)
+            low = np.frombuffer(body, dtype=np.uint8, count=total, offset=offset + total).astype(np.int32)
             symbols = high * 256 + low
     except (lzma.LZMAError, struct.error, ValueError, KeyError, TypeError) as err:
         raise InputError(f"corrupt compressed image ({err})") from None
-    scale = np.repeat(ranges[:, 1], sizes)
-    lo = np.repeat(ranges[:, 0], sizes)
     with torch.no_grad():
-        model.params.copy_(torch.from_numpy(lo + scale * symbols))
+        model.params.copy_(dequantize(torch.from_numpy(symbols), sizes, np.array(ranges)))
     return model.to(device).eval(), header
 
 
-def compress_command(run: Path, out: Path, *, bits: int, device: str = "auto") -> dict:
-    """Write ``out`` from a run and report {bytes, bpp, psnr (decoded), psnr_float (unquantised), ...}."""
+def compress_command(run: Path, out: Path, *, bits: int, device: str = "auto", finetune_steps: int = 0,
+                     quiet: bool = True) -> dict:
+    """Write ``out`` from a run and report {bytes, bpp, psnr (decoded), psnr_float (unquantised), ...}.
+
+    ``finetune_steps`` > 0 first fine-tunes for the quantiser (the run folder itself is not changed)."""
     from .commands import load_run
     from .evaluate import evaluate_model
     from .io import read_image
 
     model, config = load_run(run, device)
     meta = {k: config["image"][k] for k in ("width", "height", "channels", "linear", "stored_type")}
-    data = encode(model, meta, config["model"], bits)
+    psnr_float = None
+    image = read_image(config["image"]["path"]) if Path(config["image"]["path"]).is_file() else None
+    if image is not None:
+        psnr_float = evaluate_model(model, image)["psnr"]
+    ranges = finetune_quantized(model, config, bits, finetune_steps, quiet=quiet) if finetune_steps else None
+    data = encode(model, meta, config["model"], bits, ranges)
     atomic_write(out, lambda tmp: tmp.write_bytes(data))
     decoded, _ = decode(data, next(model.parameters()).device)
     report = {"bytes": len(data), "bpp": 8 * len(data) / (meta["width"] * meta["height"]), "bits": bits,
               "psnr": float("nan"), "psnr_float": float("nan")}
-    if Path(config["image"]["path"]).is_file():
-        image = read_image(config["image"]["path"])
-        report["psnr"] = evaluate_model(decoded, image)["psnr"]
-        report["psnr_float"] = evaluate_model(model, image)["psnr"]
+    if image is not None:
+        report["psnr"], report["psnr_float"] = evaluate_model(decoded, image)["psnr"], psnr_float
     return report
 
 
