@@ -45,19 +45,15 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
         if [config["image"][k] for k in ("width", "height", "channels")] != [image.width, image.height,
                                                                              image.channels]:
             raise InputError(f"{image_path}: not the image the run in {out} was trained on")
+    elif (Path(out) / "checkpoint.pt").exists() and not overwrite:
+        raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
     else:
-        if (Path(out) / "checkpoint.pt").exists() and not overwrite:
-            raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
         config = {"primitive": "image", "image": image_record(image), "model": model_config,
                   "training": {"batch_size": batch_size, "seed": seed}}
-        build_model(model_config, image.channels, seed, dev)  # a config error must stop us before writing
-        build_optimizer(model_config.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])
-        build_loss(model_config.get("loss"))
-        run = RunDir.create(out, config)
     model_config, batch_size, seed = config["model"], config["training"]["batch_size"], config["training"]["seed"]
 
     torch.manual_seed(seed)
-    model = build_model(model_config, image.channels, seed, dev)
+    model = build_model(model_config, image.channels, seed, dev)  # config errors surface before anything is written
     loss_fn = build_loss(model_config.get("loss"))
     optimizer = build_optimizer(model_config.get("optimizer"), model.parameters())
     sampler = PixelSampler(image, dev, seed)
@@ -69,6 +65,8 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         progress = Progress(step=state["step"], seconds=state["seconds"], loss=state["loss"])
+    else:
+        run = RunDir.create(out, config)
 
     step = training_step(model, sampler, loss_fn, optimizer, batch_size)
 
