@@ -15,13 +15,15 @@ from .common import Output, grid_coords, load_gray, markdown_table, psnr
 SEED_GRID = ((8, 16, 32, 64, 128), (64, 128, 256, 512, 512))
 
 
-def train(model, image, epochs: int, lr: float, order: str = "raster", seed: int = 0):
-    """Per-pixel SGD recording every step's gradient norm. -> dict of curves and end-of-run diagnostics."""
+def train(model, image, epochs: int, lr: float, order: str = "raster", seed: int = 0, checks: int = 8):
+    """Per-pixel SGD recording every step's gradient norm and the PSNR ``checks`` times per epoch (the seed's GIF
+    frames were snapshots during an epoch). -> dict of curves and end-of-run diagnostics."""
     h = len(image)
     plan, target = model.plan(grid_coords(h, h)), image.reshape(-1, 1)
     rng = np.random.default_rng(seed)
     params = model.parameters()
-    curve, gnorm_pct, frames, spent = [], [], [], 0.0
+    curve, gnorm_pct, frames, intra, spent = [], [], [], [], 0.0
+    every = max(1, len(target) // checks)
     for _ in range(epochs):
         t0 = time.perf_counter()
         norms = np.empty(len(target))
@@ -31,6 +33,12 @@ def train(model, image, epochs: int, lr: float, order: str = "raster", seed: int
             norms[k] = np.sqrt(sum(float((g * g).sum()) for g in grads))
             for p, g in zip(params, grads):
                 p -= lr * g
+            if (k + 1) % every == 0:
+                spent += time.perf_counter() - t0
+                pred = model.forward(plan)[0].reshape(h, h)
+                intra.append(psnr(pred, image))
+                frames.append(np.concatenate([np.clip(pred, 0, 1), image], 0))
+                t0 = time.perf_counter()
         spent += time.perf_counter() - t0
         if not all(np.isfinite(p).all() for p in params):
             curve.append(float("nan"))
@@ -38,14 +46,15 @@ def train(model, image, epochs: int, lr: float, order: str = "raster", seed: int
         pred, (_, zs, acts) = model.forward(plan)
         curve.append(psnr(pred.reshape(h, h), image))
         gnorm_pct.append(np.percentile(norms, [50, 99, 100]))
-        frames.append(np.concatenate([np.clip(pred.reshape(h, h), 0, 1), image], 0))
     pred, (_, zs, acts) = model.forward(plan)
     hidden = np.concatenate([z for z in zs[:-1]], 1)  # (pixels, hidden units) pre-activations
     finite = [c for c in curve if np.isfinite(c)]
     half = finite[len(finite) // 2:] or [float("nan")]
+    late = [v for v in intra[len(intra) // 2:] if np.isfinite(v)] or [float("nan")]
     return {"curve": curve, "gnorm": np.array(gnorm_pct), "frames": frames, "seconds": spent,
             "final": curve[-1], "best": max(finite) if finite else float("nan"),
-            "swing": float(np.std(half)), "drops": int(sum(b < a - 1.0 for a, b in zip(finite, finite[1:]))),
+            "swing": float(np.std(half)), "intra_range": float(np.max(late) - np.min(late)),
+            "intra_std": float(np.std(late)), "intra": intra, "drops": int(sum(b < a - 1.0 for a, b in zip(finite, finite[1:]))),
             "dead": float(np.mean((hidden <= 0).all(0))),  # units negative on every pixel: ReLU gives them no grad
             "out_dead": float(np.mean(zs[-1] <= 0)),  # pixels whose output pre-activation is <= 0
             "z1": float(np.abs(zs[0]).mean()),
@@ -79,20 +88,34 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
             order = kw.get("order", "raster")
             model = variant(act, paper_init=kw.get("paper_init", False), linear_out=kw.get("linear_out", False))
             runs[act, 0.005, name] = train(model, image, epochs, 0.005, order=order)
-    rows = [[act, str(lr), setup, r["final"], r["best"], r["swing"], r["drops"],
+    rows = [[act, str(lr), setup, r["final"], r["best"], r["swing"], r["intra_std"], r["intra_range"], r["drops"],
              "—" if act == "tanh" else round(100 * r["dead"], 1),
              round(100 * r["out_dead"], 1), r["z1"], r["g50"], r["g99"], r["gmax"], r["seconds"]]
             for (act, lr, setup), r in runs.items()]
     out.section(f"## Activations on the seed's 3,310-parameter grid model, {side}² cameraman, per-pixel SGD, "
                 f"{epochs} epochs\n\nsetup `seed` = raster order, U(±0.5) init, activation on every layer incl. the "
-                "output. swing = std of PSNR over the second half of the epochs; drops = epochs whose PSNR fell by "
+                "output. swing = std of the end-of-epoch PSNR over the second half of the epochs; within-epoch = PSNR "
+                "measured 8 times per epoch (as the seed's GIF frames were taken), std and max - min over the second "
+                "half of training; drops = epochs whose PSNR fell by "
                 "> 1 dB; dead = hidden units whose pre-activation is <= 0 on every pixel; out<=0 = pixels whose "
                 "output pre-activation is <= 0 (ReLU output: zero, and no gradient); |z1| = mean first-layer "
                 "pre-activation; gradient norms per SGD step (median over epochs of the per-epoch 50th / 99th "
                 "percentile, and the largest).\n\n" + markdown_table(
-                    ["activation", "lr", "setup", "PSNR dB", "best dB", "swing dB", "drops", "dead %", "out<=0 %",
+                    ["activation", "lr", "setup", "PSNR dB", "best dB", "swing dB", "within-epoch std dB",
+                     "within-epoch range dB", "drops", "dead %", "out<=0 %",
                      "|z1|", "|g| p50", "|g| p99", "|g| max", "seconds"], rows))
-    fig, axes = plt.subplots(1, len(lrs) + 1, figsize=(5 * (len(lrs) + 1), 4), squeeze=False)
+    fig, axes = plt.subplots(2, len(lrs) + 1, figsize=(5 * (len(lrs) + 1), 8), squeeze=False)
+    for j, lr in enumerate(lrs):
+        for act in acts:
+            intra = runs[act, lr, "seed"]["intra"]
+            axes[1, j].plot(np.arange(1, len(intra) + 1) / 8, intra, label=act, lw=0.8)
+        axes[1, j].set(title=f"PSNR 8x per epoch, lr {lr}", xlabel="epoch", ylabel="PSNR dB")
+        axes[1, j].legend()
+    for setup in ("seed", "shuffled order"):
+        intra = runs["relu", 0.005, setup]["intra"]
+        axes[1, -1].plot(np.arange(1, len(intra) + 1) / 8, intra, label=f"relu / {setup}", lw=0.8)
+    axes[1, -1].set(title="ReLU lr 0.005: raster vs shuffled order", xlabel="epoch")
+    axes[1, -1].legend()
     for j, lr in enumerate(lrs):
         for act in acts:
             axes[0, j].plot(range(1, len(runs[act, lr, "seed"]["curve"]) + 1), runs[act, lr, "seed"]["curve"],
@@ -107,6 +130,6 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
     out.figure(fig, "curves.png")
     unstable = runs["leaky_relu", lrs[-1] if quick else 0.005, "seed"]
     if unstable["frames"]:
-        out.animation(unstable["frames"], "leaky_relu_sgd", fps=5)
+        out.animation(unstable["frames"], "leaky_relu_sgd", fps=8)
     return {"runs": [dict(zip(["activation", "lr", "setup"], k), **{n: v for n, v in r.items()
-                     if n not in ("frames", "gnorm")}) for k, r in runs.items()]}
+                     if n not in ("frames", "gnorm", "intra")}) for k, r in runs.items()]}

@@ -111,7 +111,7 @@ def panel_frames(gt: np.ndarray, subset_image: np.ndarray, runs: list[tuple[str,
             ax.set_title(title, fontsize=6)
         for ax in axes.ravel():
             ax.axis("off")
-        fig.suptitle(f"epoch {runs[0][1]['curves'][k][0]}", fontsize=9)
+        fig.text(0.01, 0.01, f"epoch {runs[0][1]['curves'][k][0]}", fontsize=9)
         fig.canvas.draw()
         out.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
         plt.close(fig)
@@ -151,7 +151,7 @@ def run(out: Output, image_paths=None, quick: bool = False) -> dict:
     import torch
     torch.set_num_threads(max(1, torch.get_num_threads()))
     image, target, xy, shape = setup(image_paths, quick)
-    epochs = 30 if quick else 600
+    epochs = 30 if quick else 400
     every = 15 if quick else 50
     n = len(target)
     plan = ([(e, a, 64, 100) for e in ("xy", "PE sin+cos") for a in ("ReLU", "LeakyReLU")] if quick else

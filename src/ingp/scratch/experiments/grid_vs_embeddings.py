@@ -30,7 +30,7 @@ class GridModel:
 
 def run(out: Output, image_paths=None, quick: bool = False) -> dict:
     image, target, xy, shape = setup(image_paths, quick)
-    epochs, every = (30, 15) if quick else (600, 50)
+    epochs, every = (30, 15) if quick else (400, 40)
     n = len(target)
     warm_up()
     results, groups = [], {}

@@ -23,10 +23,10 @@ class TorchSeedModel:
         import torch
         self.act = {"tanh": torch.tanh, "relu": torch.relu, "none": lambda z: z}
         self.model = model
-        self.index = torch.tensor(plan.index)
-        self.weight = torch.tensor(plan.weight)
-        self.xy = torch.tensor(plan.xy)
-        self.params = [torch.tensor(p, requires_grad=True) for p in model.parameters()]
+        self.index = torch.tensor(plan.index.reshape(-1))  # flat, for F.embedding (its backward is a scatter-add)
+        self.weight = torch.tensor(plan.weight, dtype=torch.float32)
+        self.xy = torch.tensor(plan.xy, dtype=torch.float32)
+        self.params = [torch.tensor(p, dtype=torch.float32, requires_grad=True) for p in model.parameters()]
 
     def parameters(self):
         return self.params
@@ -34,7 +34,8 @@ class TorchSeedModel:
     def __call__(self):
         import torch
         table, *wb = self.params
-        feats = (table[self.index] * self.weight[..., None]).sum(2).reshape(len(self.xy), -1)
+        corners = torch.nn.functional.embedding(self.index, table).reshape(*self.weight.shape, -1)
+        feats = (corners * self.weight[..., None]).sum(2).reshape(len(self.xy), -1)
         a = torch.cat([feats, self.xy], 1)
         for i in range(0, len(wb), 2):
             last = i == len(wb) - 2
@@ -97,7 +98,7 @@ def detail_ratio(pred: np.ndarray, ref: np.ndarray) -> float:
 def run(out: Output, image_path=None, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     import torch
-    side, steps = (32, 25) if quick else (128, 800)
+    side, steps = (32, 25) if quick else (128, 400)
     image = load_gray(image_path, side)
     coords, target = grid_coords(side, side), image.reshape(-1, 1)
     r0, r1, c0, c1 = (int(round(v * side)) for v in BOX)
@@ -119,7 +120,7 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
                 opt = ingp.build_optimizer({"otype": "Adam", "learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.99,
                                             "epsilon": 1e-15, "l2_reg": 1e-6}, net.parameters())
             loss_fn = make_loss(name, side)
-            y = torch.tensor(target, dtype=torch.float64 if family.startswith("seed") else torch.float32)
+            y = torch.tensor(target, dtype=torch.float32)
             t0 = time.perf_counter()
             for _ in range(steps):
                 value = loss_fn(forward(), y)
