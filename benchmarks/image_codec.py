@@ -3,9 +3,9 @@
     python benchmarks/image_codec.py [--steps 600] [--log2-sizes 12 14 16] [--bits 4 6 8]
 
 Images: albert (instant-ngp's EXR, gray channel, stored as 8 bit) and a 1024x1024 crop of the Blue Marble photo.
-For each hash-table size a model is fitted for ``--steps`` (not seconds: sizes are a matter of quality, so the
-table does not depend on machine load) with the image defaults (``ingp image fit``), then
-compressed at each bit depth (``ingp image compress``). JPEG and WebP are swept over quality 5..95; their PSNR at
+For each hash-table size a model is fitted for ``--steps`` (not seconds, so the table does not depend on machine
+load) with the image defaults (``ingp image fit``), then compressed at each bit depth (``ingp image compress``),
+plain and after ``--finetune-steps`` of quantisation-aware fine-tuning. JPEG and WebP are swept over quality 5..95; their PSNR at
 the neural file's byte count is interpolated on log(bytes). PSNR is on the 8-bit image for every codec.
 """
 
@@ -66,12 +66,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--log2-sizes", type=int, nargs="+", default=[12, 14, 16])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
+    parser.add_argument("--finetune-steps", type=int, default=200, help="quantisation-aware fine-tuning column")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# each model fitted for {args.steps} steps of 2^16 points\n")
-    print("| image | log2 T | params | bits | bytes | bpp | ingp PSNR | JPEG PSNR | WebP PSNR |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| image | log2 T | params | bits | bytes | bpp | ingp PSNR | ingp + {args.finetune_steps} QAT steps: bytes, "
+          "PSNR | JPEG PSNR | WebP PSNR |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in test_images(Path(tmp)).items():
             image = read_image(path)
@@ -86,8 +88,10 @@ def main() -> None:
                                     batch_size=1 << 16, seed=0, quiet=True)
                 for bits in args.bits:
                     r = compress_command(run, Path(tmp) / "x.ingp", bits=bits, device="cpu")
+                    q = compress_command(run, Path(tmp) / "x.ingp", bits=bits, device="cpu",
+                                         finetune_steps=args.finetune_steps)
                     print(f"| {name} | {log2} | {metrics['n_params']:,} | {bits} | {r['bytes']:,} | {r['bpp']:.3f} "
-                          f"| {r['psnr']:.2f} | {at_bytes(curves['JPEG'], r['bytes'])} | "
+                          f"| {r['psnr']:.2f} | {q['bytes']:,}, {q['psnr']:.2f} | {at_bytes(curves['JPEG'], r['bytes'])} | "
                           f"{at_bytes(curves['WEBP'], r['bytes'])} |", flush=True)
             for fmt, curve in curves.items():
                 print(f"| {name} | {fmt} curve: " + ", ".join(f"{b:,} B {p:.1f} dB" for b, p in curve[::3]) + " |")
