@@ -132,4 +132,5 @@ def test_bad_options_and_runs(tmp_path, capsys, fitted):
     assert main(["sdf", "render", str(run), "--out", str(tmp_path / "m.bmp")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("ingp: error:") for line in err)
+    assert "bad.json" in err[0] and "NoSuchGrid" in err[0]
     assert not list(tmp_path.glob("m.*"))

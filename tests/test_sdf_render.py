@@ -103,3 +103,15 @@ def test_marching_cubes_refuses_a_field_without_surface():
 
     with pytest.raises(InputError, match="does not change sign"):
         marching_cubes(np.ones((8, 8, 8), dtype=np.float32))
+
+
+def test_finite_difference_normals_match_autograd_on_a_smooth_model():
+    from ingp.sdf.model import build_model, sdf_normals, sdf_normals_fd
+
+    config = {"encoding": {"otype": "Frequency", "n_frequencies": 2},
+              "network": {"otype": "FullyFusedMLP", "activation": "Tanh", "output_activation": "None",
+                          "n_neurons": 16, "n_hidden_layers": 1}}
+    model = build_model(config, 0, "cpu")
+    points = torch.rand(500, 3)
+    exact, fd = sdf_normals(model, points), sdf_normals_fd(model, points, h=1e-3)
+    assert (exact * fd).sum(dim=1).min() > 0.999

@@ -10,6 +10,10 @@ from ..errors import InputError
 DEFAULT_SECONDS = 60.0
 
 
+def non_negative_float(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
 def model_config_from_args(args) -> dict:
     """Defaults <- --config file (merged per section) <- flags."""
     from ..config import load_config
@@ -36,12 +40,15 @@ def model_config_from_args(args) -> dict:
 def run_fit(args) -> int:
     from ..errors import ConfigError
     from ..train import Budget
-    from .fit import fit_sdf
+    from .fit import check_model_config, fit_sdf
 
-    try:
-        model_config = None if args.resume else model_config_from_args(args)
-    except ConfigError as err:
-        raise ConfigError(f"--config {args.config}: {err}") from None
+    model_config = None
+    if not args.resume:
+        try:
+            model_config = model_config_from_args(args)
+            check_model_config(model_config)
+        except ConfigError as err:  # name the file the mistake came from
+            raise ConfigError(f"--config {args.config}: {err}" if args.config else str(err)) from None
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
     m = fit_sdf(args.mesh, args.out, model_config=model_config, budget=budget, seed=args.seed, device=args.device,
                 quiet=args.quiet, resume=args.resume, eval_resolution=args.eval_resolution,
@@ -95,7 +102,7 @@ def register(commands) -> None:
                                        "model.safetensors, metrics.json, mesh.ply and preview.png.")
     fit.add_argument("mesh", type=Path, help="the mesh to learn")
     add_fit_arguments(fit, default_seconds=DEFAULT_SECONDS)
-    fit.add_argument("--eikonal", type=float, help="weight of the eikonal term |grad f| = 1 (default 0: off; slow, "
+    fit.add_argument("--eikonal", type=non_negative_float, help="weight of the eikonal term |grad f| = 1 (default 0: off; slow, "
                                                    "it needs double backward)")
     fit.add_argument("--batch-size", type=positive_int, help="points per step (default: 2^18)")
     fit.add_argument("--pool-size", type=positive_int,

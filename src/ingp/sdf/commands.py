@@ -10,7 +10,7 @@ import torch
 from ..errors import InputError
 from ..runs import RunDir, atomic_write, resolve_device
 from .mesh import load_mesh, normalized, write_mesh, SUFFIXES
-from .model import load_run_model, sdf_normals, sdf_values
+from .model import load_run_model, sdf_normals_fd, sdf_values
 from .render import render_view
 
 
@@ -45,7 +45,7 @@ def render_command(run_path: Path, out: Path, *, width: int = 512, height: int =
     camera = dict(elevation=elevation, distance=distance, fov=fov, device=dev)
 
     def view(az: float) -> np.ndarray:
-        return render_view(lambda p: sdf_values(model, p), lambda p: sdf_normals(model, p), width, height,
+        return render_view(lambda p: sdf_values(model, p), lambda p: sdf_normals_fd(model, p), width, height,
                            azimuth=az, **camera)
 
     if suffix in (".png", ".jpg"):

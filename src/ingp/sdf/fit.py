@@ -16,7 +16,7 @@ from ..train import Budget, Progress, train
 from .evaluate import evaluate
 from .groundtruth import MeshField
 from .mesh import Normalization, load_mesh, normalized, write_mesh
-from .model import build_model, sdf_normals, sdf_values
+from .model import build_model, sdf_normals_fd, sdf_values
 from .render import render_view
 from .sampler import DEFAULT_SAMPLING, SamplePool
 
@@ -143,6 +143,6 @@ def make_step(model, loss_fn, optimizer, pool: SamplePool, batch_size: int, eiko
 def write_preview(path: Path, model: torch.nn.Module, size: int = PREVIEW_SIZE, **camera) -> None:
     import imageio.v3 as iio
 
-    image = render_view(lambda p: sdf_values(model, p), lambda p: sdf_normals(model, p), size, size,
+    image = render_view(lambda p: sdf_values(model, p), lambda p: sdf_normals_fd(model, p), size, size,
                         device=next(model.parameters()).device, **camera)
     atomic_write(path, lambda tmp: iio.imwrite(tmp, image))
