@@ -74,7 +74,8 @@ def run_marks(name: str, config: dict, pool: SamplePool, unit_mesh, norm, truth,
         figures, _ = evaluate(model, unit_mesh, norm, resolution=resolution, truth=truth)
         rows.append({"model": name, "n_params": model.params.numel(), "seconds": progress.seconds,
                      "steps": progress.step, **figures})
-        print(f"  {name}: {progress.seconds:.0f} s, {progress.step} steps, IoU {figures['iou']:.4f}", flush=True)
+        print(f"  {name}: {progress.seconds:.0f} s, {progress.step} steps, IoU {figures['iou']:.4f}, Chamfer/bbox "
+              f"{fmt(figures['chamfer_relative'], '.2e')}", flush=True)
     return rows
 
 
