@@ -100,6 +100,20 @@ def test_eval_and_resume(fitted, capsys, tmp_path):
     assert json.loads((resumed / "metrics.json").read_text())["steps"] == 160
 
 
+def test_default_batch_is_chosen_per_device_and_kept_in_the_run(fitted, tmp_path):
+    from ingp.sdf.sampler import default_batch_size
+
+    assert default_batch_size("cuda") == 1 << 18 and default_batch_size("cpu") == 1 << 16
+    _, _, mesh_path, _ = fitted
+    config = tmp_path / "no_batch.json"
+    config.write_text(json.dumps({**TINY, "sampling": {"pool_size": 8192, "surface_pool_size": 16384}}))
+    run = tmp_path / "run"
+    assert main(["sdf", "fit", str(mesh_path), "--out", str(run), "--steps", "1", "--config", str(config),
+                 *FAST_EVAL]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["sampling"]["batch_size"] == 1 << 16
+    assert json.loads((run / "metrics.json").read_text())["batch_size"] == 1 << 16
+
+
 def _bad_files(folder):
     (folder / "empty.obj").write_text("")
     (folder / "points.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")

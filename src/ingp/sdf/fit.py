@@ -18,7 +18,7 @@ from .groundtruth import MeshField
 from .mesh import Normalization, load_mesh, normalized, write_mesh
 from .model import build_model, sdf_normals_fd, sdf_values
 from .render import render_view
-from .sampler import DEFAULT_SAMPLING, SamplePool
+from .sampler import DEFAULT_SAMPLING, SamplePool, default_batch_size
 
 PREVIEW_SIZE = 256
 
@@ -65,6 +65,9 @@ def fit_sdf(mesh_path: Path, out: Path, *, model_config: dict | None, budget: Bu
         if (Path(out) / "checkpoint.pt").exists() and not overwrite:
             raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
         check_model_config(model_config)
+        sampling = model_config.get("sampling", {})
+        if sampling.get("batch_size") is None:  # resolved once, so a resumed run keeps its batch on any device
+            model_config = {**model_config, "sampling": {**sampling, "batch_size": default_batch_size(dev)}}
         norm = Normalization.fit(mesh.vertices)
         config = {"primitive": "sdf", "mesh": mesh_record(mesh, mesh_path), "normalization": norm.record(),
                   "model": model_config, "training": {"seed": seed}}

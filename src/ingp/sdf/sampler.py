@@ -23,8 +23,15 @@ DEFAULT_SAMPLING = {
     "near_sigma": 0.005,  # in unit-cube units (torch-ngp's 0.01 in its [-1, 1] cube)
     "pool_size": 1 << 19,  # near + uniform points with a computed distance
     "surface_pool_size": 1 << 21,
-    "batch_size": 1 << 18,  # the paper's batch
+    "batch_size": None,  # None: default_batch_size(device)
 }
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """The paper's 2^18 points per step on a GPU; 2^16 elsewhere. Measured on 2 CPU cores (armadillo, instant-ngp's
+    config otherwise): a 2^16 step costs about a quarter of a 2^18 one and reaches IoU 0.9957 after 100 steps and
+    0.9981 after 300, so the smaller batch gets to IoU 0.99 about four times sooner."""
+    return 1 << 18 if torch.device(device).type == "cuda" else 1 << 16
 
 CHUNK = 1 << 17  # ground-truth queries per call: bounds memory; each fast-winding-number call rebuilds its tree
 # (~0.2 s for 100k faces, measured), so chunks are large
