@@ -1,0 +1,77 @@
+"""``ingp export web`` and ``ingp view``: argument parsing only; handlers import the heavy code when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def run_export(args) -> int:
+    from .export import export_web
+
+    record = export_web(args.run, args.out, weight_dtype=args.weights)
+    print(f"wrote {args.out}/model.json and model.bin ({record['bin_bytes']:,} bytes, {record['kind']})")
+    return 0
+
+
+def port_number(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {value}")
+    return value
+
+
+def run_view(args) -> int:
+    from .export import export_web
+    from .server import make_server
+
+    export_dir = Path(args.run) / "web"
+    config, weights = Path(args.run) / "config.json", Path(args.run) / "model.safetensors"
+    if not config.is_file():
+        raise InputError(f"{args.run}: not a run folder (no config.json)")
+    stale = not (export_dir / "model.json").is_file() or not (export_dir / "model.bin").is_file() or (
+        weights.is_file() and weights.stat().st_mtime > (export_dir / "model.bin").stat().st_mtime)
+    if stale:
+        export_web(args.run, export_dir)
+    try:
+        server = make_server(export_dir, args.port)
+    except OSError as err:
+        raise InputError(f"--port {args.port}: cannot listen on 127.0.0.1 ({err.strerror})") from None
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def register(commands) -> None:
+    export = commands.add_parser("export", help="export a run for other programs (web: the browser viewer)")
+    targets = export.add_subparsers(dest="target", required=True, metavar="TARGET")
+    web = targets.add_parser("web", help="model.json + model.bin for the WebGL2 viewer",
+                             description="Write RUN's grid (float16) and MLP weights into --out/model.json and "
+                                         "--out/model.bin, the format `ingp view` serves.")
+    web.add_argument("run", type=Path, help="run folder (image or sdf)")
+    web.add_argument("--out", type=Path, required=True, help="folder to write model.json and model.bin into")
+    web.add_argument("--weights", choices=("float32", "float16"), default="float32",
+                     help="storage type of the MLP weights (default: float32)")
+    web.set_defaults(handler=run_export)
+
+    view = commands.add_parser("view", help="look at a run in the browser (WebGL2, served on 127.0.0.1)",
+                               description="Export RUN to RUN/web if needed and serve the viewer and that export "
+                                           "on 127.0.0.1 only.")
+    view.add_argument("run", type=Path, help="run folder (image or sdf)")
+    view.add_argument("--port", type=port_number, default=8000, help="port on 127.0.0.1 (default: 8000; 0: any)")
+    view.add_argument("--open", action="store_true", help="open the page in the default browser")
+    view.set_defaults(handler=run_view)

@@ -1,0 +1,106 @@
+// The viewer page: loads the export next to it (model/), builds the kind's shader, draws on demand.
+// While the view moves it draws at half resolution and refines at full resolution once still.
+// window.ingp (for tests and the console):
+//   ready: Promise; errors: [string]; meta: model.json
+//   renderFixed(view, width, height) -> {pixels: number[] (RGBA, row 0 at the top), ms}
+//   time(view, width, height, n) -> median milliseconds of n synchronised frames
+import { loadModel } from "./model.js";
+import { makeField, makeProgram } from "./gl.js";
+import { imageShader, imageView, setImageUniforms, imageControls } from "./image.js";
+import { sdfShader, sdfView, setSdfUniforms, sdfControls } from "./sdf.js";
+
+const KINDS = {
+  image: { shader: imageShader, view: imageView, uniforms: setImageUniforms, controls: imageControls },
+  sdf: { shader: sdfShader, view: sdfView, uniforms: setSdfUniforms, controls: sdfControls },
+};
+
+const api = { errors: [], meta: null };
+window.ingp = api;
+const hud = document.getElementById("hud");
+const canvas = document.getElementById("view");
+
+function fail(message) {
+  api.errors.push(message);
+  hud.textContent = `error: ${message}`;
+  hud.classList.add("error");
+}
+
+// CSS size of the canvas: the largest box of the view's aspect that fits below the bar.
+function fitCanvas(aspect) {
+  const availW = window.innerWidth, availH = window.innerHeight - document.getElementById("bar").offsetHeight - 4;
+  const width = Math.max(1, Math.min(availW, availH * aspect)), height = width / aspect;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  return { width, height };
+}
+
+async function start() {
+  const { meta, buffers } = await loadModel("model/");
+  api.meta = meta;
+  const kind = KINDS[meta.kind];
+  if (!kind) throw new Error(`this viewer shows image and sdf exports, not ${meta.kind}`);
+  const gl = canvas.getContext("webgl2", { preserveDrawingBuffer: true, antialias: false });
+  if (!gl) throw new Error("WebGL2 is not available");
+  canvas.addEventListener("webglcontextlost", () => fail("WebGL context lost"));
+  const field = makeField(gl, "field", meta.fields.field, buffers);
+  const program = makeProgram(gl, kind.shader(meta, field.source));
+  const view = kind.view(meta);
+  const draw = (v, width, height) => {
+    canvas.width = width;
+    canvas.height = height;
+    gl.viewport(0, 0, width, height);
+    gl.useProgram(program);
+    field.bind(program, 0);
+    kind.uniforms(gl, program, v, width, height);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+    const sync = new Uint8Array(4);
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, sync);  // waits for the frame
+    const error = gl.getError();
+    if (error !== gl.NO_ERROR) fail(`WebGL error 0x${error.toString(16)}`);
+  };
+  const timed = (v, width, height) => {
+    const t0 = performance.now();
+    draw(v, width, height);
+    return performance.now() - t0;
+  };
+
+  api.renderFixed = (v, width, height) => {
+    const ms = timed({ ...view, ...v }, width, height);
+    const pixels = new Uint8Array(width * height * 4);
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
+    const flipped = new Uint8Array(pixels.length);
+    for (let y = 0; y < height; y++) flipped.set(pixels.subarray((height - 1 - y) * width * 4, (height - y) * width * 4), y * width * 4);
+    return { pixels: Array.from(flipped), ms };
+  };
+  api.time = (v, width, height, n) => {
+    const times = Array.from({ length: n }, () => timed({ ...view, ...v }, width, height)).sort((a, b) => a - b);
+    return times[Math.floor(n / 2)];
+  };
+
+  // interactive drawing
+  const scaleInput = document.getElementById("scale");
+  let pending = null;
+  const redraw = (moving) => {
+    if (pending) cancelAnimationFrame(pending);
+    pending = requestAnimationFrame(() => {
+      pending = null;
+      const box = fitCanvas(view.aspect);
+      const full = Number(scaleInput.value) * (window.devicePixelRatio || 1);
+      const scale = moving ? full / 2 : full;
+      const width = Math.max(1, Math.round(box.width * scale)), height = Math.max(1, Math.round(box.height * scale));
+      const ms = timed(view, width, height);
+      hud.textContent = `${meta.kind} · ${width}×${height} · ${ms.toFixed(1)} ms (${(1000 / ms).toFixed(1)} fps)` +
+        (moving ? " · moving: half resolution" : "");
+      if (moving) {
+        clearTimeout(api.refine);
+        api.refine = setTimeout(() => redraw(false), 150);
+      }
+    });
+  };
+  kind.controls(canvas, view, redraw);
+  scaleInput.addEventListener("change", () => redraw(false));
+  window.addEventListener("resize", () => redraw(false));
+  redraw(false);
+}
+
+api.ready = start().catch((err) => fail(err.message || String(err)));

@@ -1,0 +1,130 @@
+"""The viewer in a real browser: Debian's chromium on SwiftShader, driven by Playwright for Python. For each kind,
+a fixed view at 96 px is drawn by the WebGL2 shaders and compared with the PyTorch render of the same view.
+
+Skips when chromium or playwright is missing, unless INGP_REQUIRE_BROWSER=1 (CI), where it fails instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from web_runs import image_run, sdf_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _need_browser():
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is not installed"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "playwright (Python) is not installed"
+    if reason:
+        if os.environ.get("INGP_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"INGP_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def open_viewer(browser, run: Path, tmp_path: Path):
+    """Export ``run``, serve it, open the page; returns (page, server, console messages)."""
+    from ingp.web.export import export_web
+    from ingp.web.server import serve_in_thread
+
+    export_web(run, tmp_path / "web")
+    server, url = serve_in_thread(tmp_path / "web")
+    page = browser.new_page(viewport={"width": 400, "height": 320})
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.goto(url)
+    page.evaluate("() => window.ingp.ready")
+    assert page.evaluate("() => window.ingp.errors") == [], console
+    return page, server, console
+
+
+def browser_pixels(page, view: dict, width: int, height: int) -> tuple[np.ndarray, float]:
+    r = page.evaluate("([v, w, h]) => window.ingp.renderFixed(v, w, h)", [view, width, height])
+    return np.array(r["pixels"], dtype=np.uint8).reshape(height, width, 4)[..., :3], r["ms"]
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> tuple[int, float]:
+    """(max abs error in 1/255 steps, PSNR in dB) of two uint8 images."""
+    diff = got.astype(np.int32) - want.astype(np.int32)
+    mse = float(np.mean((diff / 255.0) ** 2))
+    return int(np.abs(diff).max()), (float("inf") if mse == 0 else 10 * np.log10(1 / mse))
+
+
+def check_page(page, console, shot: Path):
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 0
+    assert page.evaluate("() => window.ingp.errors") == []
+    # console errors, and WebGL messages that report errors (not performance notes such as readPixels stalls)
+    bad = [m for m in console if m.startswith(("error", "pageerror"))
+           or ("WebGL" in m and any(w in m.lower() for w in ("error", "invalid", "lost")))]
+    assert bad == [], bad
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_image_in_browser_matches_pytorch(browser, tmp_path, linear):
+    from ingp.image.commands import load_run
+    from ingp.image.io import display_rgb8
+    from ingp.image.model import render
+
+    run = image_run(tmp_path / "run", linear=linear)
+    page, server, console = open_viewer(browser, run, tmp_path)
+    try:
+        model, _ = load_run(run, "cpu")
+        for view in ({"zoom": 1.0, "center": [0.5, 0.5]}, {"zoom": 5.0, "center": [0.3, 0.6]}):
+            want = display_rgb8(render(model, 96, 64, zoom=view["zoom"], center=tuple(view["center"])), linear)
+            got, ms = browser_pixels(page, view, 96, 64)
+            max_err, psnr = compare(got, want)
+            assert want.std() > 10  # the view has structure
+            print(f"image linear={linear} {view}: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
+            assert max_err <= 2 or psnr >= 40, (view, max_err, psnr)
+        check_page(page, console, tmp_path / f"image_{'linear' if linear else 'srgb'}.png")
+    finally:
+        page.close()
+        server.shutdown()
+
+
+def test_sdf_in_browser_matches_pytorch(browser, tmp_path):
+    from ingp.runs import RunDir
+    from ingp.sdf.model import load_run_model, sdf_normals_fd, sdf_values
+    from ingp.sdf.render import render_view
+
+    run = sdf_run(tmp_path / "run")
+    page, server, console = open_viewer(browser, run, tmp_path)
+    try:
+        model, _, _ = load_run_model(RunDir(run), torch.device("cpu"))
+        view = {"azimuth": 30.0, "elevation": 20.0, "distance": 1.8, "fov": 40.0}
+        want = render_view(lambda p: sdf_values(model, p), lambda p: sdf_normals_fd(model, p), 96, 96, **view)
+        got, ms = browser_pixels(page, view, 96, 96)
+        hit = (want < 255).any(axis=2)
+        assert 0.1 < hit.mean() < 0.6  # the sphere fills part of the view
+        max_err, psnr = compare(got, want)
+        print(f"sdf: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
+        assert max_err <= 2 or psnr >= 40, (max_err, psnr, int((np.abs(got.astype(int) - want).max(axis=2) > 2).sum()))
+        check_page(page, console, tmp_path / "sdf.png")
+    finally:
+        page.close()
+        server.shutdown()
