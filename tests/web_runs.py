@@ -16,10 +16,12 @@ NET = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "Non
        "n_hidden_layers": 2}
 
 
-def image_run(path: Path, *, linear: bool = False, channels: int = 3, seed: int = 3) -> Path:
+def image_run(path: Path, *, linear: bool = False, channels: int = 3, seed: int = 3, encoding: dict | None = None,
+              network: dict | None = None) -> Path:
+    """``encoding`` / ``network``: entries that replace those of GRID / NET."""
     from ingp.image.model import build_model
 
-    model_config = {"encoding": GRID, "network": NET}
+    model_config = {"encoding": {**GRID, **(encoding or {})}, "network": {**NET, **(network or {})}}
     config = {"primitive": "image", "image": {"path": "none.png", "width": 96, "height": 64, "channels": channels,
                                               "linear": linear, "stored_type": "uint8"},
               "model": model_config, "training": {"batch_size": 4096, "seed": seed}}

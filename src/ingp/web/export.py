@@ -71,6 +71,8 @@ def field_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
     if enc.n_features_per_level not in (1, 2, 4):
         raise InputError(f"export web: n_features_per_level must be 1, 2 or 4 for the viewer, got "
                          f"{enc.n_features_per_level}")
+    if net.n_neurons % 4:
+        raise InputError(f"export web: the viewer needs n_neurons to be a multiple of 4, got {net.n_neurons}")
     params = model.params.detach().float().cpu()
     net_params, table = params[:net.n_params], params[net.n_params:]
     if not torch.isfinite(params).all():

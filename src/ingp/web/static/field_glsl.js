@@ -10,18 +10,47 @@ export function glslFloat(v) {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
+// Activations on vec4 (mix with a bvec selects, so the branch not taken cannot turn into NaN).
 const ACTIVATIONS = {
   None: "v",
   ReLU: "max(v, 0.0)",
-  LeakyReLU: "v > 0.0 ? v : 0.01 * v",
+  LeakyReLU: "mix(0.01 * v, v, greaterThan(v, vec4(0.0)))",
   Exponential: "exp(v)",
   Sine: "sin(v)",
   Sigmoid: "1.0 / (1.0 + exp(-v))",
-  Squareplus: "(10.0 * v >= 0.0 ? 0.5 * (10.0 * v + sqrt(100.0 * v * v + 4.0)) : 2.0 / (sqrt(100.0 * v * v + 4.0) - 10.0 * v)) / 10.0",
-  Softplus: "10.0 * v > 40.0 ? v : log(1.0 + exp(10.0 * v)) / 10.0",
+  Squareplus: "mix(2.0 / (sqrt(100.0 * v * v + 4.0) - 10.0 * v), 0.5 * (10.0 * v + sqrt(100.0 * v * v + 4.0)), " +
+    "greaterThanEqual(v, vec4(0.0))) / 10.0",
+  Softplus: "mix(log(1.0 + exp(10.0 * v)) / 10.0, v, greaterThan(v, vec4(4.0)))",
   Tanh: "tanh(v)",
   SiLU: "v / (1.0 + exp(-v))",
 };
+
+// Per-dimension index terms of the lower and upper vertex, and their weights (unrolled: d is at most 7).
+function cornerSetup(name, d) {
+  const lines = [];
+  for (let i = 0; i < d; i++) {
+    const x = d === 1 ? "cellf" : `cellf[${i}]`, t = d === 1 ? "t" : `t[${i}]`;
+    lines.push(`    uint c${i} = uint(int(${x}));`,
+      `    uint k${i} = hashed ? ${name}_PRIMES[${i}] : (${name}_MODE[l] == 1 ? stride : 0u);`,
+      `    uint lo${i} = c${i} * k${i}, hi${i} = (c${i} + 1u) * k${i};`,
+      `    float wl${i} = 1.0 - ${t}, wh${i} = ${t};`,
+      `    stride *= ${name}_RES[l];`);
+  }
+  return lines.join("\n");
+}
+
+// The sum over the 2^d corners (one corner for Nearest): XOR of the terms when hashed, their sum when dense.
+function cornerSum(name, d, interp) {
+  const corners = interp === "Nearest" ? 1 : 1 << d;
+  const lines = [];
+  for (let c = 0; c < corners; c++) {
+    const terms = Array.from({ length: d }, (_, i) => ((c >> i) & 1 ? `hi${i}` : `lo${i}`));
+    const weight = Array.from({ length: d }, (_, i) => ((c >> i) & 1 ? `wh${i}` : `wl${i}`)).join(" * ");
+    lines.push(`    f += ${interp === "Nearest" ? "" : `${weight} * `}${name}_entry(${name}_OFFSET[l] + ` +
+      `(hashed ? ${terms.join(" ^ ")} : ${terms.join(" + ")}) % ${name}_SIZE[l]);`);
+  }
+  return lines.join("\n");
+}
 
 export function fieldSource(name, field, rowsPerLayer, rowBase) {
   const enc = field.encoding, net = field.network;
@@ -29,7 +58,7 @@ export function fieldSource(name, field, rowsPerLayer, rowBase) {
   const nIn = L * F, inW = net.input_width, out = field.n_output_dims;
   const widths = [inW, ...Array(net.n_hidden_layers).fill(net.n_neurons)];
   const rows = [...Array(net.n_hidden_layers).fill(net.n_neurons), out];  // last layer: only the used rows
-  const maxW = Math.max(inW, net.n_neurons, 4);
+  const maxW = Math.max(inW, Math.ceil(net.n_neurons / 4) * 4, 4);
   for (const a of [net.activation, net.output_activation]) if (!(a in ACTIVATIONS)) throw new Error(`activation ${a}`);
   const vec = d === 1 ? "float" : `vec${d}`;
   const comp = (v, i) => (d === 1 ? v : `${v}[${i}]`);
@@ -38,7 +67,6 @@ export function fieldSource(name, field, rowsPerLayer, rowBase) {
   const modes = { hash: 0, dense: 1, zero: 2 };
   const padStart = net.pad_before ? inW - nIn : 0;
   const interp = enc.interpolation;
-  const corners = interp === "Nearest" ? 1 : 1 << d;
   return `
 uniform highp sampler2DArray ${name}_table;
 uniform highp sampler2D ${name}_weights;
@@ -57,52 +85,43 @@ ${F === 1 ? "float" : `vec${F}`} ${name}_entry(uint i) {
   ivec3 at = ivec3(int(i % 2048u), int(row % ${rowsPerLayer}u), int(row / ${rowsPerLayer}u));
   return texelFetch(${name}_table, at, 0).${swz};
 }
-float ${name}_hidden(float v) { return ${ACTIVATIONS[net.activation]}; }
-float ${name}_output(float v) { return ${ACTIVATIONS[net.output_activation]}; }
+vec4 ${name}_hidden(vec4 v) { return ${ACTIVATIONS[net.activation]}; }
+vec4 ${name}_output(vec4 v) { return ${ACTIVATIONS[net.output_activation]}; }
 
 void ${name}_eval(${vec} x, out float y[${out}]) {
-  float a[${maxW}];
-  float b[${maxW}];
-  for (int k = 0; k < ${maxW}; k++) a[k] = ${glslFloat(net.input_pad_value)};
+  vec4 a[${maxW / 4}];  // activations, four per vec4
+  vec4 b[${maxW / 4}];
+  for (int k = 0; k < ${maxW / 4}; k++) a[k] = vec4(${glslFloat(net.input_pad_value)});
   for (int l = 0; l < ${L}; l++) {
     ${vec} pos = x * ${name}_SCALE[l] + 0.5;
     ${vec} cellf = floor(pos);
     ${vec} t = pos - cellf;
     ${interp === "Smoothstep" ? "t = t * t * (3.0 - 2.0 * t);" : ""}
-    uint cell[${d}];
-    for (int i = 0; i < ${d}; i++) cell[i] = uint(int(${comp("cellf", "i")}));
+    bool hashed = ${name}_MODE[l] == 0;
+    uint stride = 1u;
+${cornerSetup(name, d)}
     ${F === 1 ? "float" : `vec${F}`} f = ${F === 1 ? "0.0" : `vec${F}(0.0)`};
-    for (int c = 0; c < ${corners}; c++) {
-      uint index = 0u;
-      float w = 1.0;
-      uint stride = 1u;
-      for (int i = 0; i < ${d}; i++) {
-        bool up = ((c >> i) & 1) == 1;
-        uint ci = cell[i] + (up ? 1u : 0u);
-        if (${name}_MODE[l] == 0) index ^= ci * ${name}_PRIMES[i];
-        else if (${name}_MODE[l] == 1) index += ci * stride;
-        stride *= ${name}_RES[l];
-        w *= up ? ${comp("t", "i")} : 1.0 - ${comp("t", "i")};
-      }
-      if (${name}_MODE[l] == 2) index = 0u;
-      f += ${interp === "Nearest" ? "" : "w * "}${name}_entry(${name}_OFFSET[l] + index % ${name}_SIZE[l]);
-    }
-    ${Array.from({ length: F }, (_, j) => `a[${padStart} + l * ${F} + ${j}] = ${F === 1 ? "f" : `f[${j}]`};`).join("\n    ")}
+${cornerSum(name, d, interp)}
+    int at = ${padStart} + l * ${F};
+    ${F === 4 ? "a[at / 4] = f;" : Array.from({ length: F }, (_, j) => `a[(at + ${j}) / 4][(at + ${j}) % 4] = ${F === 1 ? "f" : `f[${j}]`};`).join("\n    ")}
   }
   for (int layer = 0; layer < ${rows.length}; layer++) {
     bool last = layer == ${rows.length - 1};
-    for (int o = 0; o < ${name}_ROWS[layer]; o++) {
-      float acc = 0.0;
-      int row = ${name}_BASE[layer] + o;
+    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) {  // four output neurons at a time
+      vec4 acc = vec4(0.0);
+      int row = ${name}_BASE[layer] + 4 * o;
       for (int k = 0; k < ${name}_COLS[layer] / 4; k++) {
-        vec4 w = texelFetch(${name}_weights, ivec2(k, row), 0);
-        acc += dot(w, vec4(a[4 * k], a[4 * k + 1], a[4 * k + 2], a[4 * k + 3]));
+        vec4 x = a[k];
+        acc += vec4(dot(texelFetch(${name}_weights, ivec2(k, row), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 1), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 2), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 3), 0), x));
       }
       b[o] = last ? ${name}_output(acc) : ${name}_hidden(acc);
     }
-    for (int o = 0; o < ${name}_ROWS[layer]; o++) a[o] = b[o];
+    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) a[o] = b[o];
   }
-  for (int o = 0; o < ${out}; o++) y[o] = a[o];
+  for (int o = 0; o < ${out}; o++) y[o] = a[o / 4][o % 4];
 }
 `;
 }
