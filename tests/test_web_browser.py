@@ -1,7 +1,8 @@
 """The viewer in a real browser: Debian's chromium on SwiftShader, driven by Playwright for Python. For each kind,
 a fixed view at 96 px is drawn by the WebGL2 shaders and compared with the PyTorch render of the same view.
 
-Skips when chromium or playwright is missing, unless INGP_REQUIRE_BROWSER=1 (CI), where it fails instead."""
+Skips when chromium (``$INGP_CHROMIUM``, default /usr/bin/chromium) or playwright is missing, unless
+INGP_REQUIRE_BROWSER=1 (set by .ci/run), where it fails instead. Screenshots go to pytest's tmp_path."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from web_runs import image_run, sdf_run
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("INGP_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 FLAGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
