@@ -3,6 +3,7 @@ the hash matter) and an SDF run fitted for a few hundred steps to an analytic sp
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -36,24 +37,33 @@ def image_run(path: Path, *, linear: bool = False, channels: int = 3, seed: int 
     return path
 
 
-def sdf_run(path: Path, *, steps: int = 300, seed: int = 5) -> Path:
-    """A sphere of radius 0.3 around the cube's centre, with a bump so the shading has something to show."""
+SDF_MODEL = {"encoding": {**GRID, "n_levels": 5, "log2_hashmap_size": 12}, "network": NET}
+
+
+@functools.lru_cache(maxsize=None)
+def _sphere_params(steps: int, seed: int) -> torch.Tensor:
+    """Parameters of SDF_MODEL fitted to the bumpy sphere (computed once per process: the tests share them)."""
     from ingp.sdf.model import build_model
 
-    model_config = {"encoding": {**GRID, "n_levels": 5, "log2_hashmap_size": 12}, "network": NET}
-    model = build_model(model_config, seed, "cpu")
+    model = build_model(SDF_MODEL, seed, "cpu")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        p = torch.rand(4096, 3, generator=gen)
+        p = torch.rand(2048, 3, generator=gen)
         target = (p - 0.5).norm(dim=1) - 0.3 + 0.03 * torch.sin(12 * p[:, 0])
         loss = (model(p)[:, 0] - target).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return model.params.detach().clone()
+
+
+def sdf_run(path: Path, *, steps: int = 200, seed: int = 5) -> Path:
+    """A sphere of radius 0.3 around the cube's centre, with a bump so the shading has something to show."""
+    model_config = SDF_MODEL
     config = {"primitive": "sdf", "mesh": {"path": "sphere.obj", "n_vertices": 0, "n_faces": 0},
               "normalization": {"center": [0.0, 0.0, 0.0], "scale": 1.0}, "model": model_config,
               "training": {"seed": seed}}
     run = RunDir.create(path, config)
-    run.save_weights({"params": model.params.detach()})
+    run.save_weights({"params": _sphere_params(steps, seed)})
     return path

@@ -36,6 +36,9 @@ def load_export(folder: Path | str) -> ExportedModel:
         blob = (folder / "model.bin").read_bytes()
     except (OSError, ValueError) as err:
         raise InputError(f"{folder}: not a web export ({err})") from None
+    if len(blob) != meta.get("bin_bytes"):
+        raise InputError(f"{folder / 'model.bin'}: {len(blob)} bytes, model.json says {meta.get('bin_bytes')} "
+                         "(files from different exports?)")
     arrays = {}
     for name, b in meta["buffers"].items():
         dtype = np.dtype(b["dtype"]).newbyteorder("<")

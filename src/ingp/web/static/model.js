@@ -11,6 +11,7 @@ export async function loadModel(base) {
   const binResponse = await fetch(`${base}model.bin`);
   if (!binResponse.ok) throw new Error(`model.bin: HTTP ${binResponse.status}`);
   const blob = await binResponse.arrayBuffer();
+  if (blob.byteLength !== meta.bin_bytes) throw new Error(`model.bin: ${blob.byteLength} bytes, model.json says ${meta.bin_bytes}`);
   const buffers = {};
   for (const [name, b] of Object.entries(meta.buffers)) {
     const View = VIEWS[b.dtype];
