@@ -20,6 +20,8 @@ SEED_MODELS = [
     ("5 levels (seed's committed)", 128, (15, 10), ((8, 16, 32, 64, 128), (64, 128, 256, 512, 512))),
     ("5 levels, first hidden 40", 128, (40, 22), ((8, 16, 32, 64, 128), (64, 128, 256, 512, 512))),
 ]
+# the seed's committed model also gets a long seed-faithful run: it passes the seed's 19.3 dB after ~70 epochs
+LONG_SEED_RUN = ("5 levels (seed's committed)", 80)
 SEED_PSNR = {"plain MLP": "16.4 (10 h)", "1 dense 8x8 level": "14.5 (10 s)", "5 levels, small tables":
              "15.8 peak, 13.1 end (~10 min)", "5 levels (seed's committed)": "19.3 (~15 min)",
              "5 levels, first hidden 40": "20.4 (15 min)"}
@@ -84,7 +86,8 @@ def run(out: Output, image_path=None, quick: bool = False) -> dict:
         image = images[side]
         pixels = image.size
         seed_m = build(hidden, grid, paper_init=False)
-        hist_a, frames = train_seed_way(seed_m, image, epochs)
+        long = name == LONG_SEED_RUN[0] and not quick
+        hist_a, frames = train_seed_way(seed_m, image, LONG_SEED_RUN[1] if long else epochs)
         ours_m = build(hidden, grid, paper_init=True)
         hist_a2 = train_our_way(ours_m, image, steps, batch)
         ingp_m, enc = ingp_grid_model(seed_m.n_params, len(image))
