@@ -143,3 +143,14 @@ def test_mismatched_files_are_refused(image_export, tmp_path):
         f.write(b"\0" * 16)
     with pytest.raises(InputError, match="model.bin: .* bytes, model.json says"):
         load_export(tmp_path)
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path, capsys):
+    from ingp.runs import RunDir
+    from web_runs import SDF_MODEL
+
+    run = RunDir.create(tmp_path / "run", {"primitive": "sdf", "model": SDF_MODEL, "training": {"seed": 1},
+                                           "normalization": {"center": [0, 0, 0], "scale": 1.0}, "mesh": {}})
+    run.save_weights({"params": torch.zeros(10)})
+    assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
+    assert "model.safetensors: does not fit" in capsys.readouterr().err

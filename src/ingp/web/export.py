@@ -110,7 +110,10 @@ def _load(run_path: Path) -> tuple[str, torch.nn.Module, dict]:
     if primitive == "sdf":
         from ..sdf.model import load_run_model
 
-        model, norm, config = load_run_model(run, torch.device("cpu"))
+        try:
+            model, norm, config = load_run_model(run, torch.device("cpu"))
+        except (KeyError, RuntimeError) as err:  # no "params" tensor, or one of the wrong size
+            raise InputError(f"{run.weights_path}: does not fit the run's config ({err})") from None
         return "sdf", model, {"normalization": config["normalization"]}
     raise InputError(f"{run_path}: export web supports image and sdf runs, this one is {primitive!r}")
 

@@ -1,6 +1,6 @@
 // GLSL ES 3.00 source of one field (grid encoding + MLP), generated from its model.json record.
 // fieldSource(name, field, rowsPerLayer, rowBase) declares samplers `${name}_table`, `${name}_weights` and
-//   float ${name}_eval(vecD x, out float y[OUT])   // x in [0,1]^D, y = the MLP's first OUT outputs
+//   void ${name}_eval(vecD x, out float y[OUT])   // x in [0,1]^D (float for D = 1), y = the first OUT outputs
 // Levels and MLP layers stay loops (an unrolled 2x64 MLP crashed SwiftShader's compiler, REFERENCE §8).
 
 const PRIMES = ["1u", "2654435761u", "805459861u", "3674653429u", "2097192037u", "1434869437u", "2165219737u"];
