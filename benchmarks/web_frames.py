@@ -66,9 +66,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sdf-steps", type=int, default=200)
     args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ingp-web-bench-") as tmp:
+        run_cases(Path(tmp), args)
+
+
+def run_cases(root: Path, args) -> None:
     from playwright.sync_api import sync_playwright
 
-    root = Path(tempfile.mkdtemp(prefix="ingp-web-bench-"))
     cases = [
         ("image, tiny (L6 F2 T2^10, 2x32)", image_run(root / "i1"), {}, [(96, 64), (256, 256)]),
         ("image, default for 256^2 (L16 F2, 2x64)", default_image_run(root / "i2"), {}, [(96, 96), (256, 256)]),
