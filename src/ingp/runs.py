@@ -145,3 +145,15 @@ def environment(device: torch.device) -> dict:
 
     return {"device": str(device), "threads": torch.get_num_threads(), "ingp_version": __version__,
             "torch_version": torch.__version__, "machine": platform.machine()}
+
+
+def open_or_create_run(out: Path | str, primitive: str, config: dict | None, *, resume: bool,
+                       overwrite: bool = False, device: torch.device | str = "cpu") -> tuple[RunDir, dict | None]:
+    """The start of every ``fit``: with ``resume`` open the run in ``out`` and return its checkpoint state; else
+    refuse to overwrite a run (unless ``overwrite``) and create the folder with ``config`` (state None)."""
+    if resume:
+        run = RunDir(out, primitive=primitive)
+        return run, run.load_checkpoint(device)
+    if (Path(out) / "checkpoint.pt").exists() and not overwrite:
+        raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
+    return RunDir.create(out, config), None

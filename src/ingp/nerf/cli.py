@@ -1,0 +1,114 @@
+"""``ingp nerf fit|eval|render|mesh``: argument parsing only; handlers import the heavy code when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import add_fit_arguments, positive_float, positive_int
+from ..errors import InputError
+
+DEFAULT_SECONDS = 300.0
+
+
+def run_fit(args) -> int:
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..train import Budget
+    from .fit import check_config, fit_nerf
+    from .model import default_model_config
+
+    config = None
+    if not args.resume:
+        config = default_model_config()
+        if args.config is not None:
+            given = load_config(args.config)
+            if not isinstance(given, dict):
+                raise InputError(f"--config {args.config}: expected a JSON object")
+            config = {**config, **{k: v for k, v in given.items() if k != "parent"}}
+        try:
+            check_config(config)
+        except ConfigError as err:
+            raise ConfigError(f"--config {args.config}: {err}" if args.config else str(err)) from None
+    budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
+    training = {k: v for k, v in (("target_samples", args.batch_samples),) if v is not None}
+    m = fit_nerf(args.data, args.out, model_config=config, budget=budget, seed=args.seed, device=args.device,
+                 quiet=args.quiet, resume=args.resume, downscale=args.downscale, training=training,
+                 n_eval_views=args.n_views)
+    print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} on {m['eval_views']} held-out views after {m['steps']} "
+          f"steps in {m['seconds']:.1f} s ({m['samples_per_second']:,.0f} samples/s, {m['rays_per_second']:,.0f} "
+          f"rays/s); wrote {args.out}/")
+    return 0
+
+
+def run_eval(args) -> int:
+    from .commands import eval_command
+
+    r = eval_command(args.run, transforms=args.transforms, n_views=args.n_views, device=args.device)
+    for v in r["per_view"]:
+        print(f"{v['view']}\tPSNR {v['psnr']:.2f}\tSSIM {v['ssim']:.4f}")
+    print(f"mean PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} over {r['views']} views "
+          f"({r['seconds_per_view']:.2f} s per view)")
+    return 0
+
+
+def run_render(args) -> int:
+    from .commands import render_command
+
+    n = render_command(args.run, args.out, transforms=args.transforms, depth=args.depth, orbit=args.orbit,
+                       fps=args.fps, device=args.device, quiet=args.quiet)
+    print(f"wrote {n} frames to {args.out}")
+    return 0
+
+
+def run_mesh(args) -> int:
+    from .commands import mesh_command
+
+    nv, nf = mesh_command(args.run, args.out, resolution=args.resolution, threshold=args.threshold,
+                          device=args.device)
+    print(f"wrote {args.out} ({nv:,} vertices, {nf:,} faces)")
+    return 0
+
+
+def register(commands) -> None:
+    nerf = commands.add_parser("nerf", help="neural radiance fields from posed photos",
+                               description="NeRF with a hash grid, occupancy grid and packed ray marching.")
+    verbs = nerf.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    fit = verbs.add_parser("fit", help="train on a transforms JSON (NeRF-synthetic, instant-ngp, nerfstudio)",
+                           description="Train on DATA (a folder with transforms_train.json / transforms.json, or the "
+                                       "JSON). Writes config.json, model.safetensors (weights + occupancy grid), "
+                                       "checkpoint.pt, metrics.json and eval/ renders of the held-out views.")
+    fit.add_argument("data", type=Path, help="dataset folder or transforms JSON")
+    add_fit_arguments(fit, default_seconds=DEFAULT_SECONDS)
+    fit.add_argument("--downscale", type=positive_int, default=1, help="shrink images by this factor (default 1)")
+    fit.add_argument("--batch-samples", type=positive_int,
+                     help="samples per step the ray count adapts to (default: 2^18 on CUDA, 2^16 elsewhere)")
+    fit.add_argument("--n-views", type=positive_int, default=20,
+                     help="held-out views evaluated at the end, evenly spread (default 20)")
+    fit.set_defaults(handler=run_fit)
+
+    ev = verbs.add_parser("eval", help="PSNR / SSIM on held-out views (white background, sRGB)")
+    ev.add_argument("run", type=Path, help="run folder")
+    ev.add_argument("--transforms", type=Path, help="transforms JSON (default: the run's test split)")
+    ev.add_argument("--n-views", type=positive_int, help="evenly spread subset of views (default: all)")
+    ev.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    ev.set_defaults(handler=run_eval)
+
+    render = verbs.add_parser("render", help="render the frames of a transforms file, or an orbit video")
+    render.add_argument("run", type=Path, help="run folder")
+    render.add_argument("--out", type=Path, required=True, help="output folder, or .mp4 / .gif with --orbit")
+    render.add_argument("--transforms", type=Path, help="transforms JSON (default: the run's test split)")
+    render.add_argument("--orbit", type=positive_int, help="render a turntable of this many frames instead")
+    render.add_argument("--depth", action="store_true", help="also write <frame>_depth.png")
+    render.add_argument("--fps", type=positive_float, default=30.0)
+    render.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    render.add_argument("--quiet", action="store_true")
+    render.set_defaults(handler=run_render)
+
+    mesh = verbs.add_parser("mesh", help="marching cubes on density, with vertex colours")
+    mesh.add_argument("run", type=Path, help="run folder")
+    mesh.add_argument("--out", type=Path, required=True, help="output .ply")
+    mesh.add_argument("--resolution", type=positive_int, default=256, help="grid points per axis (default 256)")
+    mesh.add_argument("--threshold", type=positive_float, default=2.5, help="density level (default 2.5)")
+    mesh.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    mesh.set_defaults(handler=run_mesh)

@@ -1,0 +1,167 @@
+"""``ingp nerf eval|render|mesh`` on a finished (or checkpointed) run folder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..runs import RunDir, atomic_write, resolve_device
+from .data import Scene, load_scene
+from .model import NerfModel
+from .occupancy import OccupancyGrid, n_cascades
+
+
+def load_run(run_path: Path, device: str = "auto") -> tuple[NerfModel, OccupancyGrid, dict]:
+    """(model with the run's weights, its occupancy grid, config) of a ``nerf`` run folder: config.json rebuilds
+    the model, model.safetensors holds the MLP/grid parameters and the occupancy grid."""
+    dev = resolve_device(device)
+    run = RunDir(run_path, primitive="nerf")
+    config = run.config()
+    aabb = tuple(config["data"]["aabb"])
+    model = NerfModel(config["model"], aabb, config["training"]["seed"]).to(dev)
+    tensors = run.load_weights(dev)
+    model.load_weights(tensors)
+    model.eval()
+    grid = OccupancyGrid(n_cascades(config["data"]["aabb_scale"]), dev)
+    grid.load_state(tensors)
+    return model, grid, config
+
+
+def _default_transforms(config: dict, split: str = "test") -> Path:
+    from .data import transforms_path
+
+    return transforms_path(Path(config["data"]["path"]), split)
+
+
+def eval_command(run_path: Path, *, transforms: Path | None = None, n_views: int | None = None,
+                 device: str = "auto") -> dict:
+    from .evaluate import evaluate_views
+    from .fit import load_splits
+
+    model, grid, config = load_run(run_path, device)
+    ds = config["data"]["downscale"]
+    scene = load_scene(transforms, downscale=ds) if transforms is not None else load_splits(config["data"]["path"], ds)[1]
+    return evaluate_views(model, grid, scene, n_views=n_views, cone=config["training"]["cone_angle"])
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)))
+
+
+def depth_image(depth: np.ndarray, opacity: np.ndarray) -> np.ndarray:
+    """Expected depth (H, W) -> 16-bit-ready grey in [0, 1]: near bright, background black."""
+    d = np.where(opacity > 0.5, depth / np.maximum(opacity, 1e-6), np.nan)
+    if np.isfinite(d).any():
+        lo, hi = np.nanmin(d), np.nanmax(d)
+        d = 1 - (d - lo) / max(hi - lo, 1e-9)
+    return np.nan_to_num(d, nan=0.0)
+
+
+def render_command(run_path: Path, out: Path, *, transforms: Path | None = None, depth: bool = False,
+                   orbit: int | None = None, fps: float = 30.0, device: str = "auto", quiet: bool = False) -> int:
+    """One PNG per frame of ``transforms`` into folder ``out`` (named after each frame's image), with
+    ``<name>_depth.png`` if ``depth``; or with ``orbit`` N a turntable video of N frames to ``out`` (.mp4 / .gif)."""
+    from tqdm import tqdm
+
+    from .evaluate import render_view
+
+    model, grid, config = load_run(run_path, device)
+    ds = config["data"]["downscale"]
+    scene = load_scene(transforms if transforms is not None else _default_transforms(config), "test", downscale=ds)
+    cone = config["training"]["cone_angle"]
+    if orbit is not None:
+        if out.suffix.lower() not in (".mp4", ".gif"):
+            raise InputError(f"--out {out}: an orbit is written as .mp4 or .gif")
+        cams = orbit_cameras(scene, orbit)
+        frames = []
+        for i in tqdm(range(orbit), disable=quiet, leave=False, desc="orbit"):
+            img, _, _ = render_view(model, grid, cams, i, cone=cone)
+            frames.append((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".gif":
+            import imageio.v3 as iio
+
+            atomic_write(out, lambda tmp: iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0))
+        else:
+            from ..image.io import write_mp4
+
+            even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]  # yuv420p needs even sizes
+            atomic_write(out, lambda tmp: write_mp4(tmp, even, fps))
+        return orbit
+    out.mkdir(parents=True, exist_ok=True)
+    for i in tqdm(range(len(scene)), disable=quiet, leave=False, desc="render"):
+        img, alpha, dep = render_view(model, grid, scene, i, cone=cone)
+        stem = Path(scene.names[i]).stem
+        _save_png(out / f"{stem}.png", img)
+        if depth:
+            _save_png(out / f"{stem}_depth.png", depth_image(dep, alpha))
+    return len(scene)
+
+
+def orbit_cameras(scene: Scene, n: int) -> Scene:
+    """n cameras circling the scene's vertical axis at the first camera's height and distance, looking at the
+    centre of the training cameras' gaze (the box centre for synthetic scenes)."""
+    c2w = scene.c2w[0]
+    centre = torch.tensor([0.5, 0.5, 0.5])
+    up = -scene.c2w[:, :3, 1].mean(0)  # NeRF-synthetic: +Y of the camera is "up"; cameras agree on average
+    up = -up / up.norm()
+    rel = c2w[:, 3] - centre
+    height = float(rel @ up)
+    radial = rel - height * up
+    r = float(radial.norm())
+    e1 = radial / max(r, 1e-9)
+    e2 = torch.linalg.cross(up, e1)
+    mats = []
+    for k in range(n):
+        a = 2 * math.pi * k / n
+        pos = centre + height * up + r * (math.cos(a) * e1 + math.sin(a) * e2)
+        back = (pos - centre) / (pos - centre).norm()  # camera +Z points away from what it looks at
+        right = torch.linalg.cross(up, back)
+        right = right / right.norm()
+        cam_up = torch.linalg.cross(back, right)
+        mats.append(torch.stack([right, cam_up, back, pos], dim=1))
+    return Scene(images=scene.images[:1].expand(n, -1, -1, -1), c2w=torch.stack(mats),
+                 intrinsics=scene.intrinsics[:1].expand(n, 4), distortion=torch.zeros(n, 6), fisheye=False,
+                 aabb_scale=scene.aabb_scale, names=[f"orbit_{k:04d}.png" for k in range(n)])
+
+
+@torch.no_grad()
+def mesh_command(run_path: Path, out: Path, *, resolution: int = 256, threshold: float = 2.5,
+                 device: str = "auto") -> tuple[int, int]:
+    """Marching cubes on density at ``threshold`` over the scene box (cascade 0 for real scenes: the unit cube),
+    vertex colours from the colour MLP looking along the vertex normal inward."""
+    import trimesh
+    from skimage.measure import marching_cubes
+
+    model, grid, config = load_run(run_path, device)
+    dev = grid.device
+    lo, hi = (0.0, 1.0)
+    axis = torch.linspace(lo, hi, resolution, device=dev)
+    values = np.empty((resolution,) * 3, dtype=np.float32)
+    for i in range(resolution):  # slabs bound memory
+        p = torch.stack(torch.meshgrid(axis[i:i + 1], axis, axis, indexing="ij"), -1).reshape(-1, 3)
+        sigma = model.density(p)
+        sigma = torch.where(grid.occupied(p), sigma, torch.zeros_like(sigma))
+        values[i] = sigma.reshape(resolution, resolution).cpu().numpy()
+    if not (values.min() < threshold < values.max()):
+        raise InputError(f"the density never crosses {threshold}: no surface to extract (train longer)")
+    h = (hi - lo) / (resolution - 1)
+    verts, faces, normals, _ = marching_cubes(values, level=threshold, spacing=(h, h, h))
+    verts = verts + lo
+    v = torch.tensor(verts, dtype=torch.float32, device=dev)
+    n = torch.nn.functional.normalize(torch.tensor(normals.copy(), dtype=torch.float32, device=dev), dim=1)
+    colours = []
+    for i in range(0, len(v), 1 << 16):
+        _, rgb = model(v[i:i + (1 << 16)], n[i:i + (1 << 16)])
+        colours.append(rgb)
+    rgb8 = (torch.cat(colours).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy() if colours else None
+    tm = trimesh.Trimesh(verts, faces, vertex_colors=rgb8, process=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: tm.export(tmp))
+    return len(verts), len(faces)

@@ -1,0 +1,137 @@
+"""NeRF fast paths against slow, obviously-correct references: compositing, step distances, marching, occupancy."""
+
+import math
+
+import pytest
+import torch
+
+from ingp.nerf.march import Samples, box_intersect, march, step_distances
+from ingp.nerf.model import NerfModel, default_model_config, resolved_config, trunc_exp
+from ingp.nerf.occupancy import OccupancyGrid, min_step
+from ingp.nerf.render import composite
+
+
+def random_samples(counts, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ray = torch.cat([torch.full((c,), i) for i, c in enumerate(counts)]).long()
+    n = len(ray)
+    t = torch.rand(n, generator=g).sort().values
+    return Samples(ray, t, torch.rand(n, generator=g) * 0.1 + 0.01, torch.rand(n, 3, generator=g),
+                   torch.randn(n, 3, generator=g)), torch.rand(n, generator=g) * 30, torch.rand(n, 3, generator=g)
+
+
+def composite_loop(sigma, rgb, s, n_rays, bg):
+    """Per ray, per sample, the NeRF quadrature written out."""
+    out, alphas = [], []
+    for r in range(n_rays):
+        T, c, a = torch.tensor(1.0), torch.zeros(3), torch.tensor(0.0)
+        for i in torch.nonzero(s.ray == r).squeeze(1).tolist():
+            alpha = 1 - torch.exp(-sigma[i] * s.dt[i])
+            c = c + T * alpha * rgb[i]
+            a = a + T * alpha
+            T = T * (1 - alpha)
+        out.append(c + (1 - a) * bg[r])
+        alphas.append(a)
+    return torch.stack(out), torch.stack(alphas)
+
+
+def test_composite_matches_loop_value_and_gradient():
+    counts = [5, 0, 17, 1, 40]  # includes an empty ray
+    s, sigma, rgb = random_samples(counts)
+    bg = torch.rand(len(counts), 3)
+    sigma1, rgb1 = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
+    sigma2, rgb2 = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
+    c1, a1, _ = composite(sigma1, rgb1, s, len(counts), bg)
+    c2, a2 = composite_loop(sigma2, rgb2, s, len(counts), bg)
+    assert torch.allclose(c1, c2, atol=1e-5) and torch.allclose(a1, a2, atol=1e-5)
+    assert torch.allclose(c1[1], bg[1])  # a ray without samples shows the background
+    w = torch.randn(len(counts), 3)
+    (c1 * w).sum().backward()
+    (c2 * w).sum().backward()
+    assert torch.allclose(sigma1.grad, sigma2.grad, atol=1e-5)
+    assert torch.allclose(rgb1.grad, rgb2.grad, atol=1e-5)
+    assert sigma1.grad.abs().max() > 1e-4
+
+
+def test_step_distances_match_the_recurrence():
+    t0 = torch.tensor([0.01, 0.3, 0.9, 3.0])
+    dmin, dmax, cone = min_step(), min_step() * 8, 1 / 256
+    fast = step_distances(t0, 600, dmin, dmax, cone)
+    for r in range(len(t0)):
+        t = float(t0[r])
+        for k in range(600):
+            assert math.isclose(float(fast[r, k]), t, rel_tol=2e-4, abs_tol=1e-5), (r, k)
+            t += min(max(t * cone, dmin), dmax)
+    lin = step_distances(t0, 5, dmin, dmax, 0.0)
+    assert torch.allclose(lin[:, 4] - lin[:, 0], torch.full((4,), 4 * dmin))
+
+
+def test_box_intersect():
+    o = torch.tensor([[0.5, 0.5, -1.0], [2.0, 2.0, 2.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    tn, tf = box_intersect(o, d, 0.0, 1.0)
+    assert torch.allclose(tn[0], torch.tensor(1.0)) and torch.allclose(tf[0], torch.tensor(2.0))
+    assert tf[1] < tn[1]  # a miss
+
+
+def test_march_matches_dense_filtering():
+    torch.manual_seed(0)
+    grid = OccupancyGrid(1, "cpu", resolution=16)
+    grid.bitfield = torch.rand(1, 16 ** 3) < 0.3
+    o = torch.tensor([[0.5, 0.5, 2.0], [0.1, 0.9, -1.0], [3.0, 3.0, 3.0]])
+    d = torch.nn.functional.normalize(torch.tensor([[0.1, -0.05, -1.0], [0.3, -0.2, 1.0], [1.0, 0.0, 0.0]]), dim=1)
+    s = march(grid, o, d, (0.0, 1.0))
+    dt = min_step(16)
+    tn, tf = box_intersect(o, d, 0.0, 1.0)
+    for r in range(3):  # reference: walk each ray step by step
+        expected = []
+        t = max(float(tn[r]), 0.05)
+        while t + 0.5 * dt < float(tf[r]) and len(expected) < 1024:
+            x = o[r] + (t + 0.5 * dt) * d[r]
+            if grid.occupied(x[None])[0]:
+                expected.append(t + 0.5 * dt)
+            t += dt
+        got = s.t[s.ray == r]
+        assert len(got) == len(expected), r
+        if expected:
+            assert torch.allclose(got, torch.tensor(expected), atol=1e-4)
+    assert len(s.t[s.ray == 2]) == 0 and len(s) > 10
+    assert bool((s.ray[1:] >= s.ray[:-1]).all())
+
+
+def test_occupancy_cells_round_trip_and_cascades():
+    grid = OccupancyGrid(3, "cpu", resolution=8)
+    flat = torch.arange(grid.n_cells)
+    p = grid.cell_points(flat, jitter=False)
+    idx, inside = grid.cell_index(p)
+    k = flat // 8 ** 3
+    # a centre of a coarse cell that lies inside a finer cascade maps to the finer one; the rest round-trip
+    own = (p - 0.5).abs().amax(1) >= 2.0 ** (k - 2)
+    assert bool(inside.all()) and torch.equal(idx[own | (k == 0)], flat[own | (k == 0)])
+    assert not bool(grid.cell_index(torch.tensor([[3.0, 0.5, 0.5]]))[1][0])
+
+
+def test_occupancy_update_decays_and_thresholds():
+    grid = OccupancyGrid(1, "cpu", resolution=8)
+    grid.density.fill_(0.005)
+    # density 100 in the x < 0.5 half, 0 elsewhere; every cell sampled
+    grid.update(lambda x: torch.where(x[:, 0] < 0.5, 100.0, 0.0), 8 ** 3 * 20, 0)
+    left = grid.cell_points(torch.arange(8 ** 3), jitter=False)[:, 0] < 0.5
+    assert torch.allclose(grid.density[0, ~left], torch.tensor(0.005 * 0.95))
+    assert torch.allclose(grid.density[0, left], torch.tensor(100 * min_step(8)))
+    assert bool(grid.bitfield[0, left].all()) and not bool(grid.bitfield[0, ~left].any())
+
+
+def test_trunc_exp_clamps_the_gradient():
+    x = torch.tensor([0.0, 20.0, -20.0], requires_grad=True)
+    trunc_exp(x).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([1.0, math.exp(15), math.exp(-15)]), rtol=1e-5)
+
+
+def test_model_shapes_and_range():
+    m = NerfModel(resolved_config(default_model_config(), 4), (-1.5, 2.5))
+    sigma, rgb = m(torch.rand(100, 3) * 4 - 1.5, torch.nn.functional.normalize(torch.randn(100, 3), dim=1))
+    assert sigma.shape == (100,) and rgb.shape == (100, 3)
+    assert bool((sigma > 0).all()) and bool(((rgb > 0) & (rgb < 1)).all())
+    enc = resolved_config(default_model_config(), 4)["encoding"]
+    assert enc["per_level_scale"] == pytest.approx((2048 * 4 / 16) ** (1 / 7))
