@@ -30,7 +30,8 @@ def run_fit(args) -> int:
         except ConfigError as err:
             raise ConfigError(f"--config {args.config}: {err}" if args.config else str(err)) from None
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
-    training = {k: v for k, v in (("target_samples", args.batch_samples),) if v is not None}
+    training = {k: v for k, v in (("target_samples", args.batch_samples), ("grid_resolution", args.grid_resolution))
+                if v is not None}
     m = fit_nerf(args.data, args.out, model_config=config, budget=budget, seed=args.seed, device=args.device,
                  quiet=args.quiet, resume=args.resume, downscale=args.downscale, training=training,
                  n_eval_views=args.n_views)
@@ -83,6 +84,8 @@ def register(commands) -> None:
     fit.add_argument("--downscale", type=positive_int, default=1, help="shrink images by this factor (default 1)")
     fit.add_argument("--batch-samples", type=positive_int,
                      help="samples per step the ray count adapts to (default: 2^18 on CUDA, 2^16 elsewhere)")
+    fit.add_argument("--grid-resolution", type=positive_int,
+                     help="occupancy grid cells per axis per cascade (default 128, the paper's)")
     fit.add_argument("--n-views", type=positive_int, default=20,
                      help="held-out views evaluated at the end, evenly spread (default 20)")
     fit.set_defaults(handler=run_fit)

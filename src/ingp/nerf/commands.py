@@ -26,7 +26,7 @@ def load_run(run_path: Path, device: str = "auto") -> tuple[NerfModel, Occupancy
     tensors = run.load_weights(dev)
     model.load_weights(tensors)
     model.eval()
-    grid = OccupancyGrid(n_cascades(config["data"]["aabb_scale"]), dev)
+    grid = OccupancyGrid(n_cascades(config["data"]["aabb_scale"]), dev, config["training"].get("grid_resolution", 128))
     grid.load_state(tensors)
     return model, grid, config
 

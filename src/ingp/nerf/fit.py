@@ -25,7 +25,8 @@ from .rays import pixel_rays
 from .render import composite
 
 DEFAULT_TRAINING = {"target_samples": None, "initial_rays": 4096, "max_rays": 1 << 16, "update_interval": 16,
-                    "warmup_steps": 256, "update_fraction": 0.125, "cone_angle": None}
+                    "warmup_steps": 256, "update_fraction": 0.125, "cone_angle": None,
+                    "grid_resolution": 128}
 
 
 def default_target_samples(device: torch.device) -> int:
@@ -60,7 +61,7 @@ class Trainer:
         self.model = NerfModel(config, self.aabb, seed).to(device)
         self.loss_fn = build_loss(config.get("loss"))
         self.optimizer = build_optimizer(config.get("optimizer"), list(self.model.weights().values()))
-        self.grid = OccupancyGrid(n_cascades(scene.aabb_scale), device)
+        self.grid = OccupancyGrid(n_cascades(scene.aabb_scale), device, training.get("grid_resolution", 128))
         self.grid.mark_visible(scene.c2w, scene.intrinsics, scene.height, scene.width)
         self.images = scene.images.to(device)
         self.c2w, self.intr, self.dist = (scene.c2w.to(device), scene.intrinsics.to(device),
@@ -105,7 +106,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if self.first_loss is None:
-            self.first_loss = float(loss)
+            self.first_loss = float(loss.detach())
         self.samples_seen += len(s)
         self.rays_seen += n
         target_samples = self.training["target_samples"]
