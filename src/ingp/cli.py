@@ -40,6 +40,10 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
+
+
 def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float | None = None) -> None:
     """The options every ``ingp <primitive> fit`` shares: --out, --seconds/--steps, --config, --seed, --device,
     --quiet, --resume."""
@@ -52,7 +56,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float
     parser.add_argument("--config", type=Path, help="tcnn/instant-ngp JSON config (encoding, network, loss, "
                                                     "optimizer); // comments and 'parent' are allowed")
     parser.add_argument("--seed", type=int, default=1337, help="random seed (default: 1337)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
+    add_device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint (budgets count the whole run)")

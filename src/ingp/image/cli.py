@@ -7,7 +7,7 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from ..cli import add_fit_arguments, positive_float, positive_int
+from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
@@ -144,7 +144,7 @@ def _view_arguments(parser: argparse.ArgumentParser, zoom: float = 1.0, zoom_hel
     parser.add_argument("--zoom", type=positive_float, default=zoom, help=f"{zoom_help} (default: {zoom:g})")
     parser.add_argument("--center", type=float, nargs=2, default=(0.5, 0.5), metavar=("X", "Y"),
                         help="view centre in [0, 1] image coordinates, x right, y down (default: 0.5 0.5)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(parser)
 
 
 def register(commands) -> None:
@@ -156,7 +156,7 @@ def register(commands) -> None:
     demo.add_argument("--steps", type=positive_int, default=100, help="training steps (default: 100)")
     demo.add_argument("--batch-size", type=positive_int, default=1 << 16, help="points per step (default: 65536)")
     demo.add_argument("--seed", type=int, default=1337)
-    demo.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(demo)
     demo.add_argument("--quiet", action="store_true", help="print only the result line")
     demo.set_defaults(handler=run_demo)
 
@@ -202,7 +202,7 @@ def register(commands) -> None:
     evaluate = verbs.add_parser("eval", help="PSNR and SSIM of a run against its image (tiled for large images)")
     evaluate.add_argument("run", type=Path, help="run folder")
     evaluate.add_argument("--reference", type=Path, help="image to compare with (default: the training image)")
-    evaluate.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(evaluate)
     evaluate.set_defaults(handler=run_eval)
 
     convert = verbs.add_parser("convert", help="convert an image to .npy for memory-mapped training",
@@ -219,7 +219,7 @@ def register(commands) -> None:
     compress.add_argument("--out", type=Path, required=True, help="output file (.ingp)")
     compress.add_argument("--finetune-steps", type=int, default=0, metavar="N",
                           help="quantisation-aware fine-tuning steps on the training image first (default: 0)")
-    compress.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(compress)
     compress.add_argument("--quiet", action="store_true")
     compress.set_defaults(handler=run_compress)
 

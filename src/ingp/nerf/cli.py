@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import add_fit_arguments, positive_float, positive_int
+from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
 
 DEFAULT_SECONDS = 300.0
@@ -94,7 +94,7 @@ def register(commands) -> None:
     ev.add_argument("run", type=Path, help="run folder")
     ev.add_argument("--transforms", type=Path, help="transforms JSON (default: the run's test split)")
     ev.add_argument("--n-views", type=positive_int, help="evenly spread subset of views (default: all)")
-    ev.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(ev)
     ev.set_defaults(handler=run_eval)
 
     render = verbs.add_parser("render", help="render the frames of a transforms file, or an orbit video")
@@ -104,7 +104,7 @@ def register(commands) -> None:
     render.add_argument("--orbit", type=positive_int, help="render a turntable of this many frames instead")
     render.add_argument("--depth", action="store_true", help="also write <frame>_depth.png")
     render.add_argument("--fps", type=positive_float, default=30.0)
-    render.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(render)
     render.add_argument("--quiet", action="store_true")
     render.set_defaults(handler=run_render)
 
@@ -113,5 +113,5 @@ def register(commands) -> None:
     mesh.add_argument("--out", type=Path, required=True, help="output .ply")
     mesh.add_argument("--resolution", type=positive_int, default=256, help="grid points per axis (default 256)")
     mesh.add_argument("--threshold", type=positive_float, default=2.5, help="density level (default 2.5)")
-    mesh.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(mesh)
     mesh.set_defaults(handler=run_mesh)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import add_fit_arguments, positive_float, positive_int
+from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
@@ -118,7 +118,7 @@ def register(commands) -> None:
     mesh.add_argument("run", type=Path, help="run folder")
     mesh.add_argument("--out", type=Path, required=True, help="output .ply, .obj, .stl or .off")
     mesh.add_argument("--resolution", type=positive_int, default=512, help="grid points per axis (default: 512)")
-    mesh.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(mesh)
     mesh.set_defaults(handler=run_mesh)
 
     render = verbs.add_parser("render", help="sphere-traced, normal-shaded view (.png) or orbit (.mp4 / .gif)")
@@ -133,7 +133,7 @@ def register(commands) -> None:
     render.add_argument("--fov", type=positive_float, default=40.0, help="vertical field of view (default: 40)")
     render.add_argument("--frames", type=positive_int, default=90, help="orbit frames for video (default: 90)")
     render.add_argument("--fps", type=positive_float, default=30.0)
-    render.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(render)
     render.add_argument("--quiet", action="store_true")
     render.set_defaults(handler=run_render)
 
@@ -143,5 +143,5 @@ def register(commands) -> None:
     evaluate.add_argument("--points", type=positive_int, default=1 << 20, help="uniform IoU points (default 2^20)")
     evaluate.add_argument("--resolution", type=positive_int, default=256,
                           help="marching-cubes resolution for Chamfer (default: 256)")
-    evaluate.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    add_device_argument(evaluate)
     evaluate.set_defaults(handler=run_eval)

@@ -11,7 +11,7 @@ import torch
 from ..errors import ConfigError, InputError
 from ..losses import build_loss
 from ..optim import build_optimizer
-from ..runs import RunDir, atomic_write, environment, resolve_device
+from ..runs import atomic_write, environment, open_or_create_run, resolve_device
 from ..train import Budget, Progress, train
 from .evaluate import evaluate
 from .groundtruth import MeshField
@@ -56,22 +56,19 @@ def fit_sdf(mesh_path: Path, out: Path, *, model_config: dict | None, budget: Bu
     """
     dev = resolve_device(device)
     mesh = load_mesh(mesh_path)  # every input check happens before the run folder is touched
-    if resume:
-        run = RunDir(out, primitive="sdf")
-        config = run.config()
-        if config["mesh"]["n_faces"] != len(mesh.faces) or config["mesh"]["n_vertices"] != len(mesh.vertices):
-            raise InputError(f"{mesh_path}: not the mesh the run in {out} was trained on")
-    else:
-        if (Path(out) / "checkpoint.pt").exists() and not overwrite:
-            raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
+    config = None
+    if not resume:
         check_model_config(model_config)
         sampling = model_config.get("sampling", {})
         if sampling.get("batch_size") is None:  # resolved once, so a resumed run keeps its batch on any device
             model_config = {**model_config, "sampling": {**sampling, "batch_size": default_batch_size(dev)}}
-        norm = Normalization.fit(mesh.vertices)
-        config = {"primitive": "sdf", "mesh": mesh_record(mesh, mesh_path), "normalization": norm.record(),
-                  "model": model_config, "training": {"seed": seed}}
-        run = RunDir.create(out, config)
+        config = {"primitive": "sdf", "mesh": mesh_record(mesh, mesh_path),
+                  "normalization": Normalization.fit(mesh.vertices).record(), "model": model_config,
+                  "training": {"seed": seed}}
+    run, state = open_or_create_run(out, "sdf", config, resume=resume, overwrite=overwrite, device=dev)
+    config = run.config()
+    if config["mesh"]["n_faces"] != len(mesh.faces) or config["mesh"]["n_vertices"] != len(mesh.vertices):
+        raise InputError(f"{mesh_path}: not the mesh the run in {out} was trained on")
     model_config, seed = config["model"], config["training"]["seed"]
     norm = Normalization.from_record(config["normalization"])
     unit_mesh = normalized(mesh, norm)
@@ -85,8 +82,7 @@ def fit_sdf(mesh_path: Path, out: Path, *, model_config: dict | None, budget: Bu
     field = MeshField(unit_mesh)
     pool = SamplePool(field, sampling, seed, dev)
     progress = Progress()
-    if resume:
-        state = run.load_checkpoint(dev)
+    if state is not None:
         with torch.no_grad():
             model.params.copy_(state["weights"]["params"])
         optimizer.load_state_dict(state["optimizer"])
