@@ -3,9 +3,9 @@ it, and points uniform in the unit cube, with the mesh's signed distance as targ
 
 Ground truth costs ~16 us per point on two CPU cores (libigl AABB distance + fast winding number; 2^19 points in
 8.3 s on the armadillo, 100k faces, ``benchmarks/sdf.py``) while a training step of 2^16 points takes ~0.2 s, so
-computing it per batch (~1 s) would dominate training. Instead a pool of near and uniform points is computed once (its time is measured
-and reported as ``sampling_seconds``) and batches are drawn from it with replacement; surface points need no
-distance query and come from a larger pool of their own. Everything after construction stays on the device.
+computing it per batch (~1 s) would dominate training. Instead a pool of near and uniform points is computed
+once (its time is measured and reported as ``sampling_seconds``) and batches are drawn from it with replacement;
+surface points need no distance query and come from a larger pool of their own. Everything after construction stays on the device.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def default_batch_size(device: torch.device | str) -> int:
     armadillo, instant-ngp's config otherwise): 308 steps of 2^16 against 116 of 2^18 in 60 s, IoU 0.9976 against
     0.9962, and 0.9986 against 0.9971 after 300 s."""
     return 1 << 18 if torch.device(device).type == "cuda" else 1 << 16
+
 
 CHUNK = 1 << 17  # ground-truth queries per call: bounds memory; each fast-winding-number call rebuilds its tree
 # (~0.2 s for 100k faces, measured), so chunks are large
