@@ -102,8 +102,8 @@ def register(commands) -> None:
                                        "model.safetensors, metrics.json, mesh.ply and preview.png.")
     fit.add_argument("mesh", type=Path, help="the mesh to learn")
     add_fit_arguments(fit, default_seconds=DEFAULT_SECONDS)
-    fit.add_argument("--eikonal", type=non_negative_float, help="weight of the eikonal term |grad f| = 1 (default 0: off; slow, "
-                                                   "it needs double backward)")
+    fit.add_argument("--eikonal", type=non_negative_float,
+                     help="weight of the eikonal term |grad f| = 1 (default 0: off; slow, it needs double backward)")
     fit.add_argument("--batch-size", type=positive_int,
                      help="points per step (default: 2^18 on CUDA, 2^16 elsewhere)")
     fit.add_argument("--pool-size", type=positive_int,

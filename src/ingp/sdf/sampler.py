@@ -5,7 +5,8 @@ Ground truth costs ~16 us per point on two CPU cores (libigl AABB distance + fas
 8.3 s on the armadillo, 100k faces, ``benchmarks/sdf.py``) while a training step of 2^16 points takes ~0.2 s, so
 computing it per batch (~1 s) would dominate training. Instead a pool of near and uniform points is computed
 once (its time is measured and reported as ``sampling_seconds``) and batches are drawn from it with replacement;
-surface points need no distance query and come from a larger pool of their own. Everything after construction stays on the device.
+surface points need no distance query and come from a larger pool of their own. Everything after construction
+stays on the device.
 """
 
 from __future__ import annotations
