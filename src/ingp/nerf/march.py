@@ -56,12 +56,33 @@ def step_distances(t0: torch.Tensor, n: int, dt_min: float, dt_max: float, cone:
 
 
 def march(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *, cone: float = 0.0,
-          dt_max: float | None = None, max_steps: int = MAX_STEPS, chunk_elements: int = 1 << 22) -> Samples:
+          dt_max: float | None = None, max_steps: int = MAX_STEPS) -> Samples:
     """Rays (N, 3) origins, (N, 3) unit directions -> packed occupied samples.
 
-    Candidate steps are laid out densely, (rays, steps), in ray chunks of at most ``chunk_elements`` candidates,
-    then filtered by the occupancy bitfield.
+    On CPU a numba walk per ray skips empty cells (``kernels/march_numba.py``); elsewhere, or with the torch
+    kernel backend forced, ``march_dense`` filters every candidate step. Both give the same samples (tested).
     """
+    from ..kernels import current_backend, numba_available
+
+    dt_min = min_step(grid.R)
+    dt_max = dt_min * (1 << (grid.K - 1)) if dt_max is None else dt_max
+    fast = o.device.type == "cpu" and o.dtype == torch.float32 and d.dtype == torch.float32
+    if not (fast and current_backend() != "torch" and numba_available()):
+        return march_dense(grid, o, d, aabb, cone=cone, dt_max=dt_max, max_steps=max_steps)
+    from ..kernels.march_numba import march_numba
+
+    t_near, t_far = box_intersect(o, d, *aabb)
+    counts, t, dt = march_numba(grid.bitfield, grid.K, grid.R, o, d, t_near.clamp_min(NEAR), t_far, dt_min, dt_max,
+                                cone, max_steps)
+    ray = torch.repeat_interleave(torch.arange(len(o)), counts)
+    return Samples(ray, t, dt, o[ray] + t[:, None] * d[ray], d[ray])
+
+
+def march_dense(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *,
+                cone: float = 0.0, dt_max: float | None = None, max_steps: int = MAX_STEPS,
+                chunk_elements: int = 1 << 22) -> Samples:
+    """``march`` in plain torch on any device: every candidate step is laid out densely, (rays, steps), in ray
+    chunks of at most ``chunk_elements`` candidates, then filtered by the occupancy bitfield."""
     dt_min = min_step(grid.R)
     dt_max = dt_min * (1 << (grid.K - 1)) if dt_max is None else dt_max
     t_near, t_far = box_intersect(o, d, *aabb)

@@ -53,7 +53,10 @@ class OccupancyGrid:
         """(N, 3) points -> (flat index (N,) int64, inside any cascade (N,) bool). The finest cascade that holds
         a point is used (instant-ngp's mip from position)."""
         r = (x - 0.5).abs().amax(dim=-1)
-        k = (torch.floor(torch.log2(r.clamp_min(1e-12))) + 2).clamp(0, self.K - 1)
+        # k = floor(log2 r) + 2 clamped to [0, K - 1], by comparisons: exact at powers of two on every backend
+        k = torch.zeros_like(r)
+        for c in range(self.K - 1):
+            k += r >= 2.0 ** (c - 1)
         lo, size = self.cascade_extent(k)
         ijk = torch.floor((x - lo[:, None]) / size[:, None] * self.R).long()
         inside = ((ijk >= 0) & (ijk < self.R)).all(dim=-1)
