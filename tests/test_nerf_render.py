@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ingp.kernels import backend
-from ingp.nerf.march import Samples, box_intersect, march, step_distances
+from ingp.nerf.march import MAX_STEPS, Samples, box_intersect, march, step_distances
 from ingp.nerf.model import NerfModel, default_model_config, resolved_config, trunc_exp
 from ingp.nerf.occupancy import OccupancyGrid, min_step
 from ingp.nerf.render import composite
@@ -118,7 +118,30 @@ def test_numba_march_gives_the_dense_samples(n_cascades, cone, res):
     torch.testing.assert_close(fast.t, slow.t, atol=tol, rtol=tol)
     torch.testing.assert_close(fast.dt, slow.dt, atol=tol, rtol=tol)
     torch.testing.assert_close(fast.x, slow.x, atol=4 * tol, rtol=4 * tol)
-    assert torch.equal(fast.d, slow.d)
+    assert torch.equal(fast.d, slow.d) and torch.equal(fast.resume, slow.resume)
+
+
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_marching_in_rounds_gives_the_samples_of_one_pass(kernels):
+    torch.manual_seed(5)
+    grid = OccupancyGrid(2, "cpu", resolution=16)
+    grid.bitfield = torch.rand(2, 16 ** 3) < 0.2
+    o = torch.randn(300, 3) * 2 + 0.5
+    d = torch.nn.functional.normalize(torch.rand(300, 3) - o, dim=1)
+    with backend(kernels):
+        whole = march(grid, o, d, (-0.5, 1.5), cone=1 / 64)
+        start, parts = torch.zeros(300, dtype=torch.long), []
+        while True:
+            s = march(grid, o, d, (-0.5, 1.5), cone=1 / 64, start=start, max_samples=3)
+            if not len(s):
+                break
+            assert int(torch.bincount(s.ray).max()) <= 3
+            parts.append(s)
+            start = s.resume
+    assert (start == MAX_STEPS).all() and len(parts) > 3
+    ray, t = torch.cat([p.ray for p in parts]), torch.cat([p.t for p in parts])
+    order = torch.argsort(ray, stable=True)  # rounds come in step order, so this is (ray, t) order
+    assert torch.equal(ray[order], whole.ray) and torch.equal(t[order], whole.t)
 
 
 def test_occupancy_cells_round_trip_and_cascades():
@@ -157,3 +180,30 @@ def test_model_shapes_and_range():
     assert bool((sigma > 0).all()) and bool(((rgb > 0) & (rgb < 1)).all())
     enc = resolved_config(default_model_config(), 4)["encoding"]
     assert enc["per_level_scale"] == pytest.approx((2048 * 4 / 16) ** (1 / 7))
+
+
+def test_render_in_rounds_matches_one_pass_with_the_cut_off():
+    """Rounds of 1 sample, rounds growing 8 -> 64, and one composite over all samples agree; the cut-off drops
+    samples behind opaque matter (a dense ball: sigma = 300 inside radius 0.25)."""
+    from ingp.nerf.render import MIN_TRANSMITTANCE, render_rays
+
+    class Ball(torch.nn.Module):
+        def forward(self, x, d):
+            inside = (x - 0.5).norm(dim=1) < 0.25
+            return torch.where(inside, 300.0, 0.5), torch.sigmoid(4 * x + d)
+
+    torch.manual_seed(1)
+    grid = OccupancyGrid(1, "cpu", resolution=16)
+    o = torch.tensor([0.5, 0.5, 2.0]) + 0.3 * torch.randn(64, 3)
+    d = torch.nn.functional.normalize(torch.tensor([0.5, 0.5, 0.5]) - o + 0.1 * torch.randn(64, 3), dim=1)
+    bg = torch.tensor([1.0, 0.5, 0.0])
+    whole = march(grid, o, d, (0.0, 1.0))
+    sigma, rgb = Ball()(whole.x, whole.d)
+    expected = composite(sigma, rgb, whole, 64, bg, min_transmittance=MIN_TRANSMITTANCE)
+    uncut = composite(sigma, rgb, whole, 64, bg)
+    assert float((expected[0] - uncut[0]).abs().max()) > 0  # the cut-off changes something ...
+    assert float((expected[0] - uncut[0]).abs().max()) < 1e-3  # ... but only what is hidden anyway
+    for first, most in ((1, 1), (8, 64)):
+        got = render_rays(Ball(), grid, o, d, (0.0, 1.0), background=bg, first_round=first, max_round=most)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)

@@ -42,8 +42,10 @@ def _exit(p, v, lo, idx, cell):
 
 
 @njit(cache=True)
-def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, out_t, out_dt, at, write):
-    """March ray r; when ``write``, store its samples' t and dt from index ``at``. Returns the sample count."""
+def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, k, limit, out_t, out_dt, at,
+          write):
+    """March ray r from step k until ``limit`` samples (0: no limit); when ``write``, store their t and dt from index
+    ``at``. Returns (sample count, step to resume from; ``max_steps`` once the ray is done)."""
     t0, t_end = t_near[r], t_far[r]
     ox, oy, oz = o[r, 0], o[r, 1], o[r, 2]
     dx, dy, dz = d[r, 0], d[r, 1], d[r, 2]
@@ -60,7 +62,6 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
     for c in range(n_cascades):
         halves[c] = 2.0 ** (c - 1)
     count = 0
-    k = 0
     while k < max_steps:
         t = _step_t(k, t0, dt_min, dt_max, cone, log_g, n_a, t_a, n_b, t_b)
         dt = min(max(t * cone, dt_min), dt_max) if cone > 0 else dt_min
@@ -84,6 +85,8 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
                     out_dt[at + count] = dt
                 count += 1
                 k += 1
+                if count == limit:
+                    return count, k
                 continue
             # empty cell: the distance at which the ray leaves it, minus a safety margin
             cell = float(size) / res
@@ -101,34 +104,37 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
                 k += 1
             continue
         k += 1
-    return count
+    return count, max_steps
 
 
 @njit(parallel=True, cache=True)
-def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps):
+def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit):
     n = o.shape[0]
     counts = np.zeros(n, np.int64)
+    resume = np.empty(n, np.int64)
     empty = np.empty(0, np.float32)
     for r in prange(n):
-        counts[r] = _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps,
-                          empty, empty, 0, False)
+        counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone,
+                                     max_steps, start[r], limit, empty, empty, 0, False)
     offsets = np.zeros(n + 1, np.int64)
     for r in range(n):
         offsets[r + 1] = offsets[r] + counts[r]
     out_t = np.empty(offsets[n], np.float32)
     out_dt = np.empty(offsets[n], np.float32)
     for r in prange(n):
-        _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, out_t, out_dt,
-              offsets[r], True)
-    return counts, out_t, out_dt
+        _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start[r], limit, out_t,
+              out_dt, offsets[r], True)
+    return counts, resume, out_t, out_dt
 
 
 def march_numba(bitfield: torch.Tensor, n_cascades: int, resolution: int, o: torch.Tensor, d: torch.Tensor,
-                t_near: torch.Tensor, t_far: torch.Tensor, dt_min: float, dt_max: float, cone: float, max_steps: int
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """float32 CPU rays o, d (N, 3), t_near, t_far (N,); bitfield (K * R^3,) bool -> counts (N,) int64 and the
-    packed t, dt (S,) float32 of all occupied samples, ray-major."""
-    counts, t, dt = _march(o.contiguous().numpy(), d.contiguous().numpy(), t_near.contiguous().numpy(),
-                           t_far.contiguous().numpy(), bitfield.reshape(-1).contiguous().numpy(), n_cascades,
-                           resolution, np.float32(dt_min), np.float32(dt_max), np.float32(cone), max_steps)
-    return torch.from_numpy(counts), torch.from_numpy(t), torch.from_numpy(dt)
+                t_near: torch.Tensor, t_far: torch.Tensor, dt_min: float, dt_max: float, cone: float, max_steps: int,
+                start: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float32 CPU rays o, d (N, 3), t_near, t_far (N,), first step ``start`` (N,) int64; bitfield (K * R^3,)
+    bool -> counts (N,) int64, resume step (N,) int64 and the packed t, dt (S,) float32, ray-major. At most
+    ``limit`` samples per ray (0: all)."""
+    counts, resume, t, dt = _march(o.contiguous().numpy(), d.contiguous().numpy(), t_near.contiguous().numpy(),
+                                   t_far.contiguous().numpy(), bitfield.reshape(-1).contiguous().numpy(), n_cascades,
+                                   resolution, np.float32(dt_min), np.float32(dt_max), np.float32(cone), max_steps,
+                                   start.contiguous().numpy(), limit)
+    return torch.from_numpy(counts), torch.from_numpy(resume), torch.from_numpy(t), torch.from_numpy(dt)

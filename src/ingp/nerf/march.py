@@ -1,6 +1,9 @@
 """Ray marching through the occupancy grid into packed samples (REFERENCE §3): fixed steps sqrt(3)/1024 for
 synthetic scenes, ``dt = clamp(t * cone_angle, dt_min, dt_max)`` otherwise, at most 1024 steps per ray; only
-samples in occupied cells are kept, ordered by ray then distance, so compositing can work on segments."""
+samples in occupied cells are kept, ordered by ray then distance, so compositing can work on segments.
+
+Rendering marches in rounds: ``start`` and ``max_samples`` take at most that many samples per ray from step
+``start``, and ``Samples.resume`` says where each ray goes on (``MAX_STEPS`` when it has left the box)."""
 
 from __future__ import annotations
 
@@ -17,13 +20,15 @@ NEAR = 0.05  # scene units: keeps samples off the camera's own position
 
 @dataclass
 class Samples:
-    """Packed samples: ray (S,) int64 ray index, sorted; t (S,) distance; dt (S,) interval; x (S, 3); d (S, 3)."""
+    """Packed samples: ray (S,) int64 ray index, sorted; t (S,) distance; dt (S,) interval; x (S, 3); d (S, 3);
+    resume (N,) int64 per ray: the step index to march on from (None for samples not made by ``march``)."""
 
     ray: torch.Tensor
     t: torch.Tensor
     dt: torch.Tensor
     x: torch.Tensor
     d: torch.Tensor
+    resume: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ray)
@@ -56,8 +61,9 @@ def step_distances(t0: torch.Tensor, n: int, dt_min: float, dt_max: float, cone:
 
 
 def march(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *, cone: float = 0.0,
-          dt_max: float | None = None, max_steps: int = MAX_STEPS) -> Samples:
-    """Rays (N, 3) origins, (N, 3) unit directions -> packed occupied samples.
+          dt_max: float | None = None, start: torch.Tensor | None = None, max_samples: int = 0) -> Samples:
+    """Rays (N, 3) origins, (N, 3) unit directions -> packed occupied samples, from step ``start`` (N,) (default 0),
+    at most ``max_samples`` per ray (0: all).
 
     On CPU a numba walk per ray skips empty cells (``kernels/march_numba.py``); elsewhere, or with the torch
     kernel backend forced, ``march_dense`` filters every candidate step. Both give the same samples (tested).
@@ -66,50 +72,51 @@ def march(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[flo
 
     dt_min = min_step(grid.R)
     dt_max = dt_min * (1 << (grid.K - 1)) if dt_max is None else dt_max
-    fast = o.device.type == "cpu" and o.dtype == torch.float32 and d.dtype == torch.float32
-    if not (fast and current_backend() != "torch" and numba_available()):
-        return march_dense(grid, o, d, aabb, cone=cone, dt_max=dt_max, max_steps=max_steps)
-    from ..kernels.march_numba import march_numba
-
-    t_near, t_far = box_intersect(o, d, *aabb)
-    counts, t, dt = march_numba(grid.bitfield, grid.K, grid.R, o, d, t_near.clamp_min(NEAR), t_far, dt_min, dt_max,
-                                cone, max_steps)
-    ray = torch.repeat_interleave(torch.arange(len(o)), counts)
-    return Samples(ray, t, dt, o[ray] + t[:, None] * d[ray], d[ray])
-
-
-def march_dense(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *,
-                cone: float = 0.0, dt_max: float | None = None, max_steps: int = MAX_STEPS,
-                chunk_elements: int = 1 << 22) -> Samples:
-    """``march`` in plain torch on any device: every candidate step is laid out densely, (rays, steps), in ray
-    chunks of at most ``chunk_elements`` candidates, then filtered by the occupancy bitfield."""
-    dt_min = min_step(grid.R)
-    dt_max = dt_min * (1 << (grid.K - 1)) if dt_max is None else dt_max
+    start = torch.zeros(len(o), dtype=torch.long, device=o.device) if start is None else start
     t_near, t_far = box_intersect(o, d, *aabb)
     t_near = t_near.clamp_min(NEAR)
-    hit = torch.nonzero(t_far > t_near).squeeze(1)
+    fast = o.device.type == "cpu" and o.dtype == torch.float32 and d.dtype == torch.float32
+    if not (fast and current_backend() != "torch" and numba_available()):
+        return march_dense(grid, o, d, t_near, t_far, dt_min, dt_max, cone, start, max_samples)
+    from ..kernels.march_numba import march_numba
+
+    counts, resume, t, dt = march_numba(grid.bitfield, grid.K, grid.R, o, d, t_near, t_far, dt_min, dt_max, cone,
+                                        MAX_STEPS, start, max_samples)
+    ray = torch.repeat_interleave(torch.arange(len(o)), counts)
+    return Samples(ray, t, dt, o[ray] + t[:, None] * d[ray], d[ray], resume)
+
+
+def march_dense(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
+                dt_min: float, dt_max: float, cone: float, start: torch.Tensor, max_samples: int,
+                chunk_elements: int = 1 << 22) -> Samples:
+    """``march`` in plain torch on any device, given the box distances t_near, t_far (N,): every candidate step is
+    laid out densely, (rays, steps), in ray chunks of at most ``chunk_elements`` candidates, then filtered."""
+    dev = o.device
+    resume = torch.full((len(o),), MAX_STEPS, dtype=torch.long, device=dev)
+    hit = torch.nonzero((t_far > t_near) & (start < MAX_STEPS)).squeeze(1)
     out = []
-    if len(hit):
-        longest = float((t_far[hit] - t_near[hit]).max())
-        n = int(min(max_steps, math.ceil(longest / dt_min) + 1))
-        if cone > 0:  # the phases make steps longer; bound the count by the geometric growth instead
-            n = max_steps if n >= max_steps else n
+    if len(hit):  # steps are >= dt_min, so the longest ray needs at most this many
+        n = int(min(MAX_STEPS, math.ceil(float((t_far[hit] - t_near[hit]).max()) / dt_min) + 1))
         per_chunk = max(1, chunk_elements // n)
         for i in range(0, len(hit), per_chunk):
             rays = hit[i:i + per_chunk]
             t = step_distances(t_near[rays], n, dt_min, dt_max, cone)  # (r, n)
             dt = (t * cone).clamp(dt_min, dt_max) if cone > 0 else torch.full_like(t, dt_min)
             tm = t + 0.5 * dt  # sample at the interval's middle
-            keep = tm < t_far[rays, None]
+            k = torch.arange(n, device=dev)
+            x = o[rays, None] + tm[..., None] * d[rays, None]
+            keep = (tm < t_far[rays, None]) & (k >= start[rays, None])
+            keep &= grid.occupied(x.reshape(-1, 3)).reshape(keep.shape)
+            if max_samples:  # the first max_samples kept steps; resume after the last of them
+                rank = torch.cumsum(keep, dim=1)
+                keep &= rank <= max_samples
+                full = rank[:, -1] >= max_samples
+                last = torch.where(keep, k, -1).amax(dim=1)
+                resume[rays[full]] = last[full] + 1
             r_idx, s_idx = torch.nonzero(keep, as_tuple=True)
-            tk = tm[r_idx, s_idx]
-            x = o[rays[r_idx]] + tk[:, None] * d[rays[r_idx]]
-            occ = grid.occupied(x)
-            r_idx, tk, x = r_idx[occ], tk[occ], x[occ]
-            out.append((rays[r_idx], tk, dt[r_idx, s_idx[occ]], x))
+            out.append((rays[r_idx], tm[r_idx, s_idx], dt[r_idx, s_idx], x[r_idx, s_idx]))
     if not out:
-        e = torch.empty(0, device=o.device)
-        return Samples(torch.empty(0, dtype=torch.long, device=o.device), e, e, e.reshape(0, 3), e.reshape(0, 3))
-    ray = torch.cat([a[0] for a in out])
-    return Samples(ray, torch.cat([a[1] for a in out]), torch.cat([a[2] for a in out]), torch.cat([a[3] for a in out]),
-                   d[ray])
+        e = torch.empty(0, device=dev)
+        return Samples(torch.empty(0, dtype=torch.long, device=dev), e, e, e.reshape(0, 3), e.reshape(0, 3), resume)
+    ray, t, dt, x = (torch.cat(parts) for parts in zip(*out))
+    return Samples(ray, t, dt, x, d[ray], resume)

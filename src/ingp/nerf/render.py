@@ -6,12 +6,15 @@ from __future__ import annotations
 import torch
 
 
-def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, background: torch.Tensor | None = None
+def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, background: torch.Tensor | None = None,
+              *, transmittance: torch.Tensor | None = None, min_transmittance: float = 0.0
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """sigma (S,), rgb (S, 3) of ``samples`` (ray-sorted) -> colour (R, 3), opacity (R,), depth (R,).
 
-    weight_i = T_i (1 - exp(-sigma_i dt_i)), T_i = exp(-sum_{j<i, same ray} sigma_j dt_j). ``background`` (R, 3) or
-    (3,) is added with weight 1 - opacity. Depth is the expected distance (not normalised by opacity).
+    weight_i = T_i (1 - exp(-sigma_i dt_i)), T_i = T_0 exp(-sum_{j<i, same ray} sigma_j dt_j), with T_0 the rays'
+    ``transmittance`` (R,) on entry (default 1). Samples with T_i < ``min_transmittance`` get weight 0 (the
+    cut-off). ``background`` (R, 3) or (3,) is added with weight 1 - opacity. Depth is the expected distance (not
+    normalised by opacity).
     """
     ray = samples.ray
     tau = sigma * samples.dt
@@ -23,7 +26,11 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, back
     starts = torch.cumsum(counts, 0) - counts
     before = (excl[starts[ray]] if len(ray) else excl)  # optical depth of earlier rays, at each ray's start
     trans = torch.exp(-(excl - before)).to(sigma.dtype)
+    if transmittance is not None:
+        trans = trans * transmittance[ray]
     w = trans * (1 - torch.exp(-tau))
+    if min_transmittance > 0:
+        w = torch.where(trans >= min_transmittance, w, 0)
     colour = torch.zeros(n_rays, 3, dtype=rgb.dtype, device=rgb.device).index_add_(0, ray, w[:, None] * rgb)
     opacity = torch.zeros(n_rays, dtype=w.dtype, device=w.device).index_add_(0, ray, w)
     depth = torch.zeros(n_rays, dtype=w.dtype, device=w.device).index_add_(0, ray, w * samples.t)
@@ -32,24 +39,45 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, back
     return colour, opacity, depth
 
 
+MIN_TRANSMITTANCE = 1e-4  # rendering stops a ray once less than this much light gets through
+
+
 @torch.no_grad()
 def render_rays(model, grid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *, cone: float = 0.0,
-                background: torch.Tensor | None = None, ray_chunk: int = 1 << 13, sample_chunk: int = 1 << 18
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render (N, 3) rays without gradients -> colour (N, 3), opacity (N,), depth (N,), in ray chunks."""
-    from .march import march
+                background: torch.Tensor | None = None, ray_chunk: int = 1 << 16, sample_chunk: int = 1 << 18,
+                first_round: int = 8, max_round: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render (N, 3) rays without gradients -> colour (N, 3), opacity (N,), depth (N,).
 
-    colours, opacities, depths = [], [], []
+    Rays are marched in rounds of at most ``first_round`` samples each, doubling up to ``max_round``; after each
+    round, rays whose transmittance fell below ``MIN_TRANSMITTANCE`` or that left the box are dropped, so samples
+    behind opaque surfaces are never evaluated. A sample counts iff the transmittance in front of it is at least
+    the cut-off, so the result does not depend on the round sizes.
+    """
+    from .march import MAX_STEPS, march
+
+    dev = o.device
+    colour = torch.zeros(len(o), 3, device=dev)
+    opacity = torch.zeros(len(o), device=dev)
+    depth = torch.zeros(len(o), device=dev)
     for i in range(0, len(o), ray_chunk):
-        oc, dc = o[i:i + ray_chunk], d[i:i + ray_chunk]
-        s = march(grid, oc, dc, aabb, cone=cone)
-        sigma = torch.empty(len(s), device=o.device)
-        rgb = torch.empty(len(s), 3, device=o.device)
-        for j in range(0, len(s), sample_chunk):
-            sigma[j:j + sample_chunk], rgb[j:j + sample_chunk] = model(s.x[j:j + sample_chunk], s.d[j:j + sample_chunk])
-        bg = None if background is None else background.expand(len(oc), 3)
-        c, a, dep = composite(sigma, rgb, s, len(oc), bg)
-        colours.append(c)
-        opacities.append(a)
-        depths.append(dep)
-    return torch.cat(colours), torch.cat(opacities), torch.cat(depths)
+        alive = torch.arange(i, min(i + ray_chunk, len(o)), device=dev)
+        start = torch.zeros(len(alive), dtype=torch.long, device=dev)
+        n = first_round
+        while len(alive):
+            s = march(grid, o[alive], d[alive], aabb, cone=cone, start=start, max_samples=n)
+            sigma = torch.empty(len(s), device=dev)
+            rgb = torch.empty(len(s), 3, device=dev)
+            for j in range(0, len(s), sample_chunk):
+                sigma[j:j + sample_chunk], rgb[j:j + sample_chunk] = model(s.x[j:j + sample_chunk],
+                                                                           s.d[j:j + sample_chunk])
+            trans = 1 - opacity[alive]
+            c, a, dep = composite(sigma, rgb, s, len(alive), transmittance=trans, min_transmittance=MIN_TRANSMITTANCE)
+            colour[alive] += c
+            opacity[alive] += a
+            depth[alive] += dep
+            go_on = (s.resume < MAX_STEPS) & (trans - a >= MIN_TRANSMITTANCE)
+            alive, start = alive[go_on], s.resume[go_on]
+            n = min(2 * n, max_round)
+    if background is not None:
+        colour += (1 - opacity)[:, None] * background
+    return colour, opacity, depth
