@@ -1,5 +1,6 @@
 """Tiny run folders for the web tests: an image run with random weights (large grid values, so every level and
-the hash matter) and an SDF run fitted for a few hundred steps to an analytic sphere (so there is a surface)."""
+the hash matter) and an SDF run fitted for a few hundred steps to an analytic sphere (so there is a surface), and a NeRF run fitted
+to two analytic coloured balls with an occupancy grid from its density."""
 
 from __future__ import annotations
 
@@ -66,4 +67,74 @@ def sdf_run(path: Path, *, steps: int = 200, seed: int = 5) -> Path:
               "training": {"seed": seed}}
     run = RunDir.create(path, config)
     run.save_weights({"params": _sphere_params(steps, seed)})
+    return path
+
+
+# NeRF: K = 2 cascades (aabb_scale 2, box [-0.5, 1.5]^3) of 32^3 cells, grid 4..64, small MLPs.
+NERF_MODEL = {"encoding": {**GRID, "n_levels": 5, "log2_hashmap_size": 12},
+              "network": {**NET, "n_neurons": 32, "n_hidden_layers": 1},
+              "dir_encoding": {"otype": "SphericalHarmonics", "degree": 4},
+              "rgb_network": {**NET, "n_neurons": 16, "n_hidden_layers": 2}}
+BALLS = ((0.5, 0.5, 0.5, 0.3), (1.2, 0.45, 0.6, 0.15))  # centre, radius; the second lies in cascade 1 only
+
+
+def _nerf_target(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Analytic scene: log-density (N,) up to 4 inside two balls, soft over ~0.1 at their surfaces, -6 far away;
+    colour (N, 3) varying with position and a little with the view direction."""
+    dist = torch.stack([(x - torch.tensor(b[:3])).norm(dim=1) - b[3] for b in BALLS]).amin(dim=0)
+    log_sigma = (4 - 60 * dist).clamp(-6, 4)
+    rgb = 0.5 + 0.4 * torch.sin(7 * x + torch.tensor([0.0, 2.0, 4.0])) + 0.1 * d[:, 2:3]
+    return log_sigma, rgb.clamp(0, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _nerf_state(steps: int, seed: int) -> dict:
+    """Weights of NERF_MODEL fitted to ``_nerf_target`` and an occupancy grid from the fitted density."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: one thread is many times faster than two on a busy 2-core machine
+    try:
+        return _fit_nerf(steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_nerf(steps: int, seed: int) -> dict:
+    import math
+
+    from ingp.nerf.model import NerfModel
+    from ingp.nerf.occupancy import OccupancyGrid, min_step
+
+    model = NerfModel(NERF_MODEL, (-0.5, 1.5), seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.cat([torch.rand(512, 3, generator=gen) * 2 - 0.5,  # the box, and the first ball's shell
+                       0.5 + torch.nn.functional.normalize(torch.randn(512, 3, generator=gen), dim=1)
+                       * (0.3 + 0.2 * (torch.rand(512, 1, generator=gen) - 0.5))])
+        d = torch.nn.functional.normalize(torch.randn(len(x), 3, generator=gen), dim=1)
+        want_sigma, want_rgb = _nerf_target(x, d)
+        h = model._features(x)
+        rgb = torch.sigmoid(model.rgb_net(torch.cat([h, model.dir_encoding((d + 1) / 2)], dim=1)))
+        loss = (h[:, 0] - want_sigma).square().mean() + 10 * (rgb - want_rgb).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    grid = OccupancyGrid(2, "cpu", 32)
+    cells = torch.arange(grid.n_cells)
+    with torch.no_grad():  # max of sigma * step over a few points per cell, thresholded as OccupancyGrid.update
+        scale = min_step(grid.R) * torch.exp2((cells // grid.R ** 3).float())
+        for _ in range(4):
+            grid.density = torch.maximum(grid.density, (model.density(grid.cell_points(cells)) * scale).view(2, -1))
+    grid.bitfield = grid.density > 0.01
+    assert 0.01 < grid.occupancy_fraction() < 0.5 and math.isfinite(float(loss.detach()))
+    return {k: v.detach().clone() for k, v in {**model.weights(), **grid.state()}.items()}
+
+
+def nerf_run(path: Path, *, cone_angle: float = 0.0, steps: int = 200, seed: int = 7) -> Path:
+    """Two coloured balls (one in each cascade), fitted ``steps`` Adam steps directly on density and colour."""
+    config = {"primitive": "nerf",
+              "data": {"path": "none", "downscale": 1, "aabb_scale": 2, "aabb": [-0.5, 1.5], "n_train": 0},
+              "model": NERF_MODEL, "training": {"cone_angle": cone_angle, "grid_resolution": 32, "seed": seed}}
+    run = RunDir.create(path, config)
+    run.save_weights(_nerf_state(steps, seed))
     return path

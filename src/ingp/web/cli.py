@@ -62,7 +62,7 @@ def register(commands) -> None:
     web = targets.add_parser("web", help="model.json + model.bin for the WebGL2 viewer",
                              description="Write RUN's grid (float16) and MLP weights into --out/model.json and "
                                          "--out/model.bin, the format `ingp view` serves.")
-    web.add_argument("run", type=Path, help="run folder (image or sdf)")
+    web.add_argument("run", type=Path, help="run folder (image, sdf or nerf)")
     web.add_argument("--out", type=Path, required=True, help="folder to write model.json and model.bin into")
     web.add_argument("--weights", choices=("float32", "float16"), default="float32",
                      help="storage type of the MLP weights (default: float32)")
@@ -71,7 +71,7 @@ def register(commands) -> None:
     view = commands.add_parser("view", help="look at a run in the browser (WebGL2, served on 127.0.0.1)",
                                description="Export RUN to RUN/web if needed and serve the viewer and that export "
                                            "on 127.0.0.1 only.")
-    view.add_argument("run", type=Path, help="run folder (image or sdf)")
+    view.add_argument("run", type=Path, help="run folder (image, sdf or nerf)")
     view.add_argument("--port", type=port_number, default=8000, help="port on 127.0.0.1 (default: 8000; 0: any)")
     view.add_argument("--open", action="store_true", help="open the page in the default browser")
     view.set_defaults(handler=run_view)

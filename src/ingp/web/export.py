@@ -3,16 +3,19 @@
 
 Format (version 1)::
 
-    model.json = {"format": "ingp-web", "version": 1, "kind": "image" | "sdf",
-                  "fields": {"field": FIELD},            # NeRF will add "density" and "color" fields
+    model.json = {"format": "ingp-web", "version": 1, "kind": "image" | "sdf" | "nerf",
+                  "fields": {"field": FIELD}             # image, sdf
+                          | {"density": FIELD, "color": MLP},   # nerf (see export_nerf.py)
                   "buffers": {NAME: {"dtype": "float16" | "float32" | "uint8", "offset": bytes, "shape": [...]}},
-                  "image": {...} | "sdf": {...}}        # the task data the viewer needs
+                  "image": {...} | "sdf": {...} | "nerf": {...}}  # the task data the viewer needs
     FIELD = {"n_input_dims", "n_output_dims",
              "encoding": {"otype": "Grid", "type", "n_levels", "n_features_per_level", "interpolation",
                           "n_entries", "table": NAME,   # (n_entries, F) float16, level after level
                           "levels": [{"scale", "resolution", "size", "offset", "mode": "hash"|"dense"|"zero"}]},
-             "network": {"n_neurons", "n_hidden_layers", "activation", "output_activation", "input_width",
-                         "input_pad_value", "layers": [NAME, ...]}}   # each (out_padded, in_padded), row-major
+             "network": NETWORK}
+    NETWORK = {"n_neurons", "n_hidden_layers", "activation", "output_activation", "input_width",
+               "input_pad_value", "pad_before", "layers": [NAME, ...]}   # each (out_padded, in_padded), row-major
+    MLP = {"n_input_dims", "n_output_dims", "network": NETWORK}         # a plain Network, no encoding
 
 The first matrix is stored with its padded input columns (the viewer feeds ``input_pad_value`` there); the last
 with its padded output rows (only the first ``n_output_dims`` are used). Buffers start at multiples of 16 bytes.
@@ -60,6 +63,25 @@ def level_mode(level) -> str:
     return "hash" if level.hashed else ("dense" if level.dense_ok else "zero")
 
 
+def network_record(net, net_params: torch.Tensor, name: str, writer: _Writer, weight_dtype: str) -> dict:
+    """Describe an MLP (``networks`` module, tcnn layout) and add its matrices to ``writer``."""
+    if net.n_neurons % 4:
+        raise InputError(f"export web: the viewer needs n_neurons to be a multiple of 4, got {net.n_neurons}")
+    layers = [writer.add(f"{name}.layer{i}", net.weight(net_params, i).numpy().astype(weight_dtype))
+              for i in range(len(net.shapes))]
+    return {"n_neurons": net.n_neurons, "n_hidden_layers": net.n_hidden_layers,
+            "activation": net.activation, "output_activation": net.output_activation,
+            "input_width": net.input_width, "input_pad_value": net.input_pad_value,
+            "pad_before": net.pad_before, "layers": layers}
+
+
+def _finite(params: torch.Tensor) -> torch.Tensor:
+    params = params.detach().float().cpu()
+    if not torch.isfinite(params).all():
+        raise InputError("export web: the model has non-finite parameters")
+    return params
+
+
 def field_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
     """Describe a ``NetworkWithInputEncoding`` with a grid encoding and add its arrays to ``writer``."""
     from ..encodings.grid import GridEncoding
@@ -71,18 +93,12 @@ def field_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
     if enc.n_features_per_level not in (1, 2, 4):
         raise InputError(f"export web: n_features_per_level must be 1, 2 or 4 for the viewer, got "
                          f"{enc.n_features_per_level}")
-    if net.n_neurons % 4:
-        raise InputError(f"export web: the viewer needs n_neurons to be a multiple of 4, got {net.n_neurons}")
-    params = model.params.detach().float().cpu()
+    params = _finite(model.params)
     net_params, table = params[:net.n_params], params[net.n_params:]
-    if not torch.isfinite(params).all():
-        raise InputError("export web: the model has non-finite parameters")
     if table.abs().max() > 65504:
         raise InputError("export web: a grid feature exceeds float16's range (65504)")
     table_name = writer.add(f"{name}.table", table.numpy().astype(np.float16).reshape(enc.n_entries,
                                                                                       enc.n_features_per_level))
-    layers = [writer.add(f"{name}.layer{i}", net.weight(net_params, i).numpy().astype(weight_dtype))
-              for i in range(len(net.shapes))]
     return {
         "n_input_dims": enc.n_input_dims, "n_output_dims": net.n_output_dims,
         "encoding": {"otype": "Grid", "type": enc.grid_type, "n_levels": enc.n_levels,
@@ -90,14 +106,20 @@ def field_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
                      "n_entries": enc.n_entries, "table": table_name,
                      "levels": [{"scale": lv.scale, "resolution": lv.resolution, "size": lv.size,
                                  "offset": lv.offset, "mode": level_mode(lv)} for lv in enc.levels]},
-        "network": {"n_neurons": net.n_neurons, "n_hidden_layers": net.n_hidden_layers,
-                    "activation": net.activation, "output_activation": net.output_activation,
-                    "input_width": net.input_width, "input_pad_value": net.input_pad_value,
-                    "pad_before": net.pad_before, "layers": layers},
+        "network": network_record(net, net_params, name, writer, weight_dtype),
     }
 
 
-def _load(run_path: Path) -> tuple[str, torch.nn.Module, dict]:
+def mlp_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
+    """Describe a plain ``Network`` (no encoding: its input is the identity, padded with ``input_pad_value``)."""
+    net = model.network
+    params = _finite(model.params)
+    return {"n_input_dims": model.n_input_dims, "n_output_dims": net.n_output_dims,
+            "network": network_record(net, params, name, writer, weight_dtype)}
+
+
+def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict, dict]:
+    """The run's kind, its field records (arrays added to ``writer``) and the kind's task data."""
     run = RunDir(run_path)
     primitive = run.config().get("primitive")
     if primitive == "image":
@@ -106,7 +128,7 @@ def _load(run_path: Path) -> tuple[str, torch.nn.Module, dict]:
         model, config = load_run(run_path, device="cpu")
         c = config["image"]
         task = {"width": c["width"], "height": c["height"], "channels": c["channels"], "linear": bool(c["linear"])}
-        return "image", model, task
+        return "image", {"field": field_record(model, "field", writer, weight_dtype)}, task
     if primitive == "sdf":
         from ..sdf.model import load_run_model
 
@@ -114,8 +136,14 @@ def _load(run_path: Path) -> tuple[str, torch.nn.Module, dict]:
             model, norm, config = load_run_model(run, torch.device("cpu"))
         except (KeyError, RuntimeError) as err:  # no "params" tensor, or one of the wrong size
             raise InputError(f"{run.weights_path}: does not fit the run's config ({err})") from None
-        return "sdf", model, {"normalization": config["normalization"]}
-    raise InputError(f"{run_path}: export web supports image and sdf runs, this one is {primitive!r}")
+        return ("sdf", {"field": field_record(model, "field", writer, weight_dtype)},
+                {"normalization": config["normalization"]})
+    if primitive == "nerf":
+        from .export_nerf import nerf_fields
+
+        fields, task = nerf_fields(run_path, writer, weight_dtype)
+        return "nerf", fields, task
+    raise InputError(f"{run_path}: export web supports image, sdf and nerf runs, this one is {primitive!r}")
 
 
 def export_web(run_path: Path, out: Path, *, weight_dtype: str = "float32") -> dict:
@@ -125,10 +153,9 @@ def export_web(run_path: Path, out: Path, *, weight_dtype: str = "float32") -> d
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    kind, model, task = _load(Path(run_path))
     writer = _Writer()
-    record = {"format": FORMAT, "version": VERSION, "kind": kind,
-              "fields": {"field": field_record(model, "field", writer, weight_dtype)},
+    kind, fields, task = _load(Path(run_path), writer, weight_dtype)
+    record = {"format": FORMAT, "version": VERSION, "kind": kind, "fields": fields,
               "buffers": writer.table, kind: task, "bin_bytes": writer.size}
     out.mkdir(parents=True, exist_ok=True)
     blob = writer.blob()

@@ -1,0 +1,79 @@
+"""The NeRF part of ``ingp export web``: two networks, the occupancy bitfield and the marching constants.
+
+Records (see export.py for FIELD / MLP)::
+
+    "fields": {"density": FIELD,   # on u = clamp((x - lo) / (hi - lo), 0, 1); output 0 = log-density, sigma = exp
+               "color": MLP}       # input [16 density outputs, SH(degree) of (d + 1) / 2]; rgb = sigmoid(output)
+    "nerf": {"aabb": [lo, hi], "cascades": K, "resolution": R, "bitfield": NAME,
+             "cone_angle", "min_step", "max_step", "max_steps", "near", "min_transmittance", "sh_degree",
+             "background": [1, 1, 1], "occupied_fraction"}
+
+The bitfield buffer is (K * R^3 / 8,) uint8: cell ``n = k R^3 + (i R + j) R + l`` (cascade k, i along x, j along
+y, l along z) is bit ``n % 8`` (least significant first) of byte ``n // 8``. Cascade k covers 0.5 +- 2^(k - 1);
+a point uses the finest cascade holding it (``nerf/occupancy.py``). Marching follows ``nerf/march.py``: steps
+``t_{k+1} = t_k + clamp(t_k * cone_angle, min_step, max_step)`` from ``max(t_near, near)``, at most ``max_steps``
+steps, a sample at the middle of each step whose cell is set; a ray stops once the transmittance in front of a
+sample is below ``min_transmittance`` (``nerf/render.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..runs import RunDir
+
+
+def _load_nerf(run_path: Path):
+    from ..nerf.commands import load_run
+    from ..nerf.march import MAX_STEPS, NEAR
+    from ..nerf.render import MIN_TRANSMITTANCE
+
+    run = RunDir(run_path, primitive="nerf")
+    try:
+        model, grid, config = load_run(run_path, "cpu")
+    except (KeyError, RuntimeError) as err:  # a missing tensor, or one of the wrong size
+        raise InputError(f"{run.weights_path}: does not fit the run's config ({err})") from None
+    return model, grid, config, {"max_steps": MAX_STEPS, "near": NEAR, "min_transmittance": MIN_TRANSMITTANCE}
+
+
+def nerf_fields(run_path: Path, writer, weight_dtype: str) -> tuple[dict, dict]:
+    """(fields, nerf task record) of the NeRF run in ``run_path``; arrays go into ``writer``."""
+    from ..nerf.occupancy import min_step
+    from .export import field_record, mlp_record
+
+    model, grid, config, constants = _load_nerf(run_path)
+    dir_config = model.dir_encoding.encoding_config
+    if dir_config.get("otype") != "SphericalHarmonics":
+        raise InputError(f"{run_path}: the viewer evaluates SphericalHarmonics view encodings only, this run uses "
+                         f"{dir_config.get('otype')!r}")
+    if grid.R % 2:
+        raise InputError(f"{run_path}: the occupancy grid resolution must be even (8 cells per byte), got {grid.R}")
+    bits = grid.bitfield.reshape(-1).cpu().numpy().astype(bool)
+    packed = np.packbits(bits, bitorder="little")
+    fields = {"density": field_record(model.density_net, "density", writer, weight_dtype),
+              "color": mlp_record(model.rgb_net, "color", writer, weight_dtype)}
+    step = min_step(grid.R)
+    task = {"aabb": [float(model.lo), float(model.hi)], "cascades": grid.K, "resolution": grid.R,
+            "bitfield": writer.add("occupancy.bits", packed), "cone_angle": float(config["training"]["cone_angle"]),
+            "min_step": step, "max_step": step * (1 << (grid.K - 1)), **constants,
+            "sh_degree": int(dir_config.get("degree", 4)), "background": [1.0, 1.0, 1.0],
+            "occupied_fraction": float(bits.mean())}
+    return fields, task
+
+
+def unpack_bits(packed: np.ndarray, n_cells: int) -> np.ndarray:
+    """(n_cells / 8,) uint8 -> (n_cells,) bool, the inverse of the export's packing."""
+    return np.unpackbits(packed, count=n_cells, bitorder="little").astype(bool)
+
+
+def rounded_model(model) -> torch.nn.Module:
+    """The model with its density grid table rounded to float16 in place, as the export stores it (for tests)."""
+    net = model.density_net
+    with torch.no_grad():
+        n = net.network.n_params
+        net.params[n:] = net.params[n:].half().float()
+    return model

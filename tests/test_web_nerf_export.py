@@ -1,0 +1,141 @@
+"""``ingp export web`` for NeRF runs: the layout, the occupancy bits, SH, and a NumPy renderer that reads only the
+exported files against ``ingp.nerf.render.render_rays`` of the same rays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ingp.cli import main
+from ingp.web.camera import orbit_rays
+from ingp.web.export import export_web
+from ingp.web.reference import load_export
+from ingp.web.reference_nerf import nerf_color, nerf_features, nerf_render, occupied, sh_encode
+from web_runs import nerf_run
+
+VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0}
+
+
+@pytest.fixture(scope="module", params=[0.0, 1 / 64], ids=["cone0", "cone1/64"])
+def nerf_export(request, tmp_path_factory):
+    run = nerf_run(tmp_path_factory.mktemp("nerf") / "run", cone_angle=request.param)
+    export_web(run, run / "web")
+    return run
+
+
+def _load(run):
+    from ingp.nerf.commands import load_run
+
+    model, grid, config = load_run(run, "cpu")
+    return model, grid, config
+
+
+def test_layout(nerf_export):
+    meta = json.loads((nerf_export / "web" / "model.json").read_text())
+    assert meta["kind"] == "nerf" and set(meta["fields"]) == {"density", "color"}
+    n = meta["nerf"]
+    assert (n["aabb"], n["cascades"], n["resolution"], n["sh_degree"]) == ([-0.5, 1.5], 2, 32, 4)
+    assert n["min_step"] == pytest.approx(3 ** 0.5 / 256) and n["max_step"] == pytest.approx(2 * n["min_step"])
+    assert (n["max_steps"], n["near"], n["min_transmittance"]) == (1024, 0.05, 1e-4)
+    assert meta["buffers"][n["bitfield"]] == {**meta["buffers"][n["bitfield"]], "dtype": "uint8", "shape": [8192]}
+    density, color = meta["fields"]["density"], meta["fields"]["color"]
+    assert density["n_output_dims"] == 16 and "encoding" in density and "encoding" not in color
+    assert (color["n_input_dims"], color["n_output_dims"]) == (32, 3)
+    assert color["network"]["input_pad_value"] == 1.0 and color["network"]["input_width"] == 32
+    assert [meta["buffers"][k]["shape"] for k in color["network"]["layers"]] == [[16, 32], [16, 16], [16, 16]]
+
+
+def test_bit_order(nerf_export):
+    """Byte n // 8, bit n % 8 (LSB first) of cell n = k R^3 + (i R + j) R + l."""
+    _, grid, _ = _load(nerf_export)
+    exported = load_export(nerf_export / "web")
+    packed = exported.arrays["occupancy.bits"]
+    flat = grid.bitfield.reshape(-1).numpy()
+    cells = np.flatnonzero(flat)[::97]
+    assert len(cells) > 10
+    for n in cells:
+        assert (packed[n // 8] >> (n % 8)) & 1 == 1
+    assert int(np.unpackbits(packed).sum()) == int(flat.sum())
+    # a point lookup through the exported bits agrees with OccupancyGrid.occupied (both cascades)
+    x = torch.rand(20000, 3, generator=torch.Generator().manual_seed(1)) * 2 - 0.5
+    assert np.array_equal(occupied(exported, x.numpy()), grid.occupied(x).numpy())
+    assert grid.occupied(x).float().mean() > 0.02
+
+
+def test_sh_matches_encoding():
+    from ingp.encodings.spherical_harmonics import SphericalHarmonicsEncoding
+
+    v = torch.nn.functional.normalize(torch.randn(1000, 3, generator=torch.Generator().manual_seed(2)), dim=1)
+    u = (v + 1) / 2
+    for degree in (1, 2, 4, 8):
+        want = SphericalHarmonicsEncoding(3, degree).encode(u, torch.empty(0)).numpy()
+        got = sh_encode(u.numpy(), degree)
+        assert np.abs(got - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
+    # Y_0^0 = 1 / (2 sqrt(pi)); Y_1^0 = sqrt(3 / (4 pi)) z
+    assert np.allclose(sh_encode(np.array([[0.5, 0.5, 1.0]]), 2)[0], [0.2820948, 0, 0.4886025, 0], atol=1e-6)
+
+
+def test_fields_match_pytorch(nerf_export):
+    model, _, _ = _load(nerf_export)
+    exported = load_export(nerf_export / "web")
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(4096, 3, generator=gen) * 2 - 0.5
+    d = torch.nn.functional.normalize(torch.randn(4096, 3, generator=gen), dim=1)
+    with torch.no_grad():
+        sigma, rgb = model(x, d)
+        h = model._features(x)
+    got_h = nerf_features(exported, x.numpy())
+    assert np.abs(got_h - h.numpy()).max() <= 1e-3  # float16 grid table
+    assert np.abs(got_h[:, 0] - np.log(sigma.numpy())).max() <= 1e-3
+    assert sigma.max() > 20 and sigma.min() < 0.1  # the balls are dense, the space around them is not
+    got_rgb = nerf_color(exported, h.numpy(), d.numpy())  # the colour network alone: float32 weights
+    assert np.abs(got_rgb - rgb.numpy()).max() <= 1e-5
+    assert rgb.std() > 0.05
+
+
+def test_render_matches_pytorch(nerf_export):
+    """Colour and opacity of 32 x 32 orbit-camera rays, white background, from the exported files alone vs
+    ``render_rays``: <= 1e-3 against the float32 model; <= 1e-5 against the model with its grid table rounded
+    to float16 as the export stores it (then only summation order and float64 compositing differ)."""
+    from ingp.nerf.render import render_rays
+    from ingp.web.export_nerf import rounded_model
+
+    model, grid, config = _load(nerf_export)
+    exported = load_export(nerf_export / "web")
+    o, d = orbit_rays(VIEW, 32, 32)
+    got, got_opacity = nerf_render(exported, o, d)
+    args = (grid, torch.from_numpy(o), torch.from_numpy(d), tuple(config["data"]["aabb"]))
+    kwargs = {"cone": config["training"]["cone_angle"], "background": torch.ones(3)}
+    want, want_opacity, _ = render_rays(model, *args, **kwargs)
+    assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.999
+    assert np.abs(got - want.numpy()).max() <= 1e-3
+    want16, opacity16, _ = render_rays(rounded_model(model), *args, **kwargs)
+    assert np.abs(got - want16.numpy()).max() <= 1e-5
+    assert np.abs(got_opacity - opacity16.numpy()).max() <= 1e-5
+
+
+def test_orbit_rays_match_sdf_camera():
+    """With up = y the viewer's orbit camera is ingp.sdf.render.orbit_rays."""
+    from ingp.sdf.render import orbit_rays as sdf_orbit
+
+    o, d = orbit_rays({"azimuth": 40.0, "elevation": 10.0, "distance": 2.0, "fov": 30.0, "up": "y"}, 12, 8)
+    so, sd = sdf_orbit(12, 8, azimuth=40.0, elevation=10.0, distance=2.0, fov=30.0)
+    assert np.abs(o - so.numpy()).max() < 1e-6 and np.abs(d - sd.numpy()).max() < 1e-6
+    _, dz = orbit_rays({"elevation": 90.0 - 1e-9, "up": "z", "fov": 1.0}, 1, 1)
+    assert np.allclose(dz[0], [0, 0, -1], atol=1e-6)  # looking straight down from above
+
+
+def test_bad_nerf_runs_are_refused(tmp_path, capsys):
+    from ingp.runs import RunDir
+    from web_runs import NERF_MODEL
+
+    config = {"primitive": "nerf", "data": {"aabb_scale": 1, "aabb": [0.0, 1.0]}, "model": NERF_MODEL,
+              "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
+    run = RunDir.create(tmp_path / "run", config)
+    run.save_weights({"density_params": torch.zeros(10), "rgb_params": torch.zeros(10)})
+    assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors: does not fit" in err and err.count("\n") == 1
