@@ -1,6 +1,7 @@
 // GLSL ES 3.00 source of one field (grid encoding + MLP), generated from its model.json record.
 // fieldSource(name, field, rowsPerLayer, rowBase) declares samplers `${name}_table`, `${name}_weights` and
 //   void ${name}_eval(vecD x, out float y[OUT])   // x in [0,1]^D (float for D = 1), y = the first OUT outputs
+// networkSource(name, record, rowBase) does the same for a plain network (no grid), taking float x[IN].
 // Levels and MLP layers stay loops (an unrolled 2x64 MLP crashed SwiftShader's compiler, REFERENCE §8).
 
 const PRIMES = ["1u", "2654435761u", "805459861u", "3674653429u", "2097192037u", "1434869437u", "2165219737u"];
@@ -52,14 +53,71 @@ function cornerSum(name, d, interp) {
   return lines.join("\n");
 }
 
+// The MLP's layer loop over the activations a[] (input already in place), result in a[]: bias-free matrices,
+// four output neurons per iteration, the hidden activation between layers and the output one after the last.
+function layerLoop(name, nLayers) {
+  return `  for (int layer = 0; layer < ${nLayers}; layer++) {
+    bool last = layer == ${nLayers - 1};
+    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) {  // four output neurons at a time
+      vec4 acc = vec4(0.0);
+      int row = ${name}_BASE[layer] + 4 * o;
+      for (int k = 0; k < ${name}_COLS[layer] / 4; k++) {
+        vec4 x = a[k];
+        acc += vec4(dot(texelFetch(${name}_weights, ivec2(k, row), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 1), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 2), 0), x),
+                    dot(texelFetch(${name}_weights, ivec2(k, row + 3), 0), x));
+      }
+      b[o] = last ? ${name}_output(acc) : ${name}_hidden(acc);
+    }
+    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) a[o] = b[o];
+  }
+`;
+}
+
+// The shared constants and functions of a network: row / column counts, row bases, activations.
+function networkHeader(name, net, out, rowBase) {
+  const inW = net.input_width;
+  const widths = [inW, ...Array(net.n_hidden_layers).fill(net.n_neurons)];
+  const rows = [...Array(net.n_hidden_layers).fill(net.n_neurons), out];  // last layer: only the used rows
+  for (const a of [net.activation, net.output_activation]) if (!(a in ACTIVATIONS)) throw new Error(`activation ${a}`);
+  return {
+    maxW: Math.max(inW, Math.ceil(net.n_neurons / 4) * 4, 4),
+    nLayers: rows.length,
+    source: `
+uniform highp sampler2D ${name}_weights;
+const int ${name}_ROWS[${rows.length}] = int[${rows.length}](${rows.join(", ")});
+const int ${name}_COLS[${rows.length}] = int[${rows.length}](${widths.join(", ")});
+const int ${name}_BASE[${rows.length}] = int[${rows.length}](${rowBase.join(", ")});
+vec4 ${name}_hidden(vec4 v) { return ${ACTIVATIONS[net.activation]}; }
+vec4 ${name}_output(vec4 v) { return ${ACTIVATIONS[net.output_activation]}; }
+`,
+  };
+}
+
+// A plain network (no encoding; NeRF's colour MLP): declares `${name}_weights` and
+//   void ${name}_eval(float x[IN], out float y[OUT])   // x padded with input_pad_value to input_width
+export function networkSource(name, record, rowBase) {
+  const net = record.network, nIn = record.n_input_dims, out = record.n_output_dims;
+  const head = networkHeader(name, net, out, rowBase);
+  const padStart = net.pad_before ? net.input_width - nIn : 0;
+  return `${head.source}
+void ${name}_eval(float x[${nIn}], out float y[${out}]) {
+  vec4 a[${head.maxW / 4}];
+  vec4 b[${head.maxW / 4}];
+  for (int k = 0; k < ${head.maxW / 4}; k++) a[k] = vec4(${glslFloat(net.input_pad_value)});
+  for (int i = 0; i < ${nIn}; i++) a[(${padStart} + i) / 4][(${padStart} + i) % 4] = x[i];
+${layerLoop(name, head.nLayers)}  for (int o = 0; o < ${out}; o++) y[o] = a[o / 4][o % 4];
+}
+`;
+}
+
 export function fieldSource(name, field, rowsPerLayer, rowBase) {
   const enc = field.encoding, net = field.network;
   const d = field.n_input_dims, L = enc.n_levels, F = enc.n_features_per_level;
   const nIn = L * F, inW = net.input_width, out = field.n_output_dims;
-  const widths = [inW, ...Array(net.n_hidden_layers).fill(net.n_neurons)];
-  const rows = [...Array(net.n_hidden_layers).fill(net.n_neurons), out];  // last layer: only the used rows
-  const maxW = Math.max(inW, Math.ceil(net.n_neurons / 4) * 4, 4);
-  for (const a of [net.activation, net.output_activation]) if (!(a in ACTIVATIONS)) throw new Error(`activation ${a}`);
+  const head = networkHeader(name, net, out, rowBase);
+  const maxW = head.maxW;
   const vec = d === 1 ? "float" : `vec${d}`;
   const comp = (v, i) => (d === 1 ? v : `${v}[${i}]`);
   const swz = ["r", "rg", null, "rgba"][F - 1];
@@ -69,25 +127,19 @@ export function fieldSource(name, field, rowsPerLayer, rowBase) {
   const interp = enc.interpolation;
   return `
 uniform highp sampler2DArray ${name}_table;
-uniform highp sampler2D ${name}_weights;
+${head.source}
 const float ${name}_SCALE[${L}] = float[${L}](${list(enc.levels, (l) => glslFloat(l.scale))});
 const uint ${name}_RES[${L}] = uint[${L}](${list(enc.levels, (l) => `${l.resolution}u`)});
 const uint ${name}_SIZE[${L}] = uint[${L}](${list(enc.levels, (l) => `${l.size}u`)});
 const uint ${name}_OFFSET[${L}] = uint[${L}](${list(enc.levels, (l) => `${l.offset}u`)});
 const int ${name}_MODE[${L}] = int[${L}](${list(enc.levels, (l) => modes[l.mode])});
 const uint ${name}_PRIMES[7] = uint[7](${PRIMES.join(", ")});
-const int ${name}_ROWS[${rows.length}] = int[${rows.length}](${rows.join(", ")});
-const int ${name}_COLS[${rows.length}] = int[${rows.length}](${widths.join(", ")});
-const int ${name}_BASE[${rows.length}] = int[${rows.length}](${rowBase.join(", ")});
 
 ${F === 1 ? "float" : `vec${F}`} ${name}_entry(uint i) {
   uint row = i / 2048u;
   ivec3 at = ivec3(int(i % 2048u), int(row % ${rowsPerLayer}u), int(row / ${rowsPerLayer}u));
   return texelFetch(${name}_table, at, 0).${swz};
 }
-vec4 ${name}_hidden(vec4 v) { return ${ACTIVATIONS[net.activation]}; }
-vec4 ${name}_output(vec4 v) { return ${ACTIVATIONS[net.output_activation]}; }
-
 void ${name}_eval(${vec} x, out float y[${out}]) {
   vec4 a[${maxW / 4}];  // activations, four per vec4
   vec4 b[${maxW / 4}];
@@ -105,23 +157,7 @@ ${cornerSum(name, d, interp)}
     int at = ${padStart} + l * ${F};
     ${F === 4 ? "a[at / 4] = f;" : Array.from({ length: F }, (_, j) => `a[(at + ${j}) / 4][(at + ${j}) % 4] = ${F === 1 ? "f" : `f[${j}]`};`).join("\n    ")}
   }
-  for (int layer = 0; layer < ${rows.length}; layer++) {
-    bool last = layer == ${rows.length - 1};
-    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) {  // four output neurons at a time
-      vec4 acc = vec4(0.0);
-      int row = ${name}_BASE[layer] + 4 * o;
-      for (int k = 0; k < ${name}_COLS[layer] / 4; k++) {
-        vec4 x = a[k];
-        acc += vec4(dot(texelFetch(${name}_weights, ivec2(k, row), 0), x),
-                    dot(texelFetch(${name}_weights, ivec2(k, row + 1), 0), x),
-                    dot(texelFetch(${name}_weights, ivec2(k, row + 2), 0), x),
-                    dot(texelFetch(${name}_weights, ivec2(k, row + 3), 0), x));
-      }
-      b[o] = last ? ${name}_output(acc) : ${name}_hidden(acc);
-    }
-    for (int o = 0; o < (${name}_ROWS[layer] + 3) / 4; o++) a[o] = b[o];
-  }
-  for (int o = 0; o < ${out}; o++) y[o] = a[o / 4][o % 4];
+${layerLoop(name, head.nLayers)}  for (int o = 0; o < ${out}; o++) y[o] = a[o / 4][o % 4];
 }
 `;
 }

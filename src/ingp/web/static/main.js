@@ -1,5 +1,6 @@
 // The viewer page: loads the export next to it (model/), builds the kind's shader, draws on demand.
-// While the view moves it draws at half resolution and refines at full resolution once still.
+// While the view moves it draws at reduced resolution (half; a quarter for NeRF) and refines at full resolution
+// once still.
 // window.ingp (for tests and the console):
 //   ready: Promise; errors: [string]; meta: model.json
 //   renderFixed(view, width, height) -> {pixels: number[] (RGBA, row 0 at the top), ms}
@@ -8,11 +9,22 @@ import { loadModel } from "./model.js";
 import { makeField, makeProgram } from "./gl.js";
 import { imageShader, imageView, setImageUniforms, imageControls } from "./image.js";
 import { sdfShader, sdfView, setSdfUniforms, sdfControls } from "./sdf.js";
+import { nerfResources, nerfShader, nerfView, setNerfUniforms, nerfControls, nerfBandRows } from "./nerf.js";
 
+// Per kind: shader source, initial view, uniforms, controls; optionally its textures + GLSL (resources; default:
+// the one field "field"), the rows drawn per draw call (bandRows; default: all) and the resolution factor while
+// the view moves (moving; default 1/2).
 const KINDS = {
   image: { shader: imageShader, view: imageView, uniforms: setImageUniforms, controls: imageControls },
   sdf: { shader: sdfShader, view: sdfView, uniforms: setSdfUniforms, controls: sdfControls },
+  nerf: { shader: nerfShader, view: nerfView, uniforms: setNerfUniforms, controls: nerfControls,
+    resources: nerfResources, bandRows: nerfBandRows, moving: 0.25 },
 };
+
+function fieldResources(gl, meta, buffers) {
+  const field = makeField(gl, "field", meta.fields.field, buffers);
+  return { source: field.source, bind: (program) => field.bind(program, 0) };
+}
 
 const api = { errors: [], meta: null };
 window.ingp = api;
@@ -38,23 +50,30 @@ async function start() {
   const { meta, buffers } = await loadModel("model/");
   api.meta = meta;
   const kind = KINDS[meta.kind];
-  if (!kind) throw new Error(`this viewer shows image and sdf exports, not ${meta.kind}`);
+  if (!kind) throw new Error(`this viewer shows image, sdf and nerf exports, not ${meta.kind}`);
   const gl = canvas.getContext("webgl2", { preserveDrawingBuffer: true, antialias: false });
   if (!gl) throw new Error("WebGL2 is not available");
   canvas.addEventListener("webglcontextlost", () => fail("WebGL context lost"));
-  const field = makeField(gl, "field", meta.fields.field, buffers);
-  const program = makeProgram(gl, kind.shader(meta, field.source));
+  const resources = (kind.resources || fieldResources)(gl, meta, buffers);
+  const program = makeProgram(gl, kind.shader(meta, resources.source));
   const view = kind.view(meta);
   const draw = (v, width, height) => {
     canvas.width = width;
     canvas.height = height;
     gl.viewport(0, 0, width, height);
     gl.useProgram(program);
-    field.bind(program, 0);
+    resources.bind(program);
     kind.uniforms(gl, program, v, width, height);
-    gl.drawArrays(gl.TRIANGLES, 0, 3);
+    // bands of rows, each waited for: a long single draw can trip the browser's GPU watchdog on SwiftShader
+    const band = kind.bandRows ? kind.bandRows(width, height) : height;
     const sync = new Uint8Array(4);
-    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, sync);  // waits for the frame
+    gl.enable(gl.SCISSOR_TEST);
+    for (let y = 0; y < height; y += band) {
+      gl.scissor(0, y, width, Math.min(band, height - y));
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+      gl.readPixels(0, y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, sync);  // waits for the band
+    }
+    gl.disable(gl.SCISSOR_TEST);
     const error = gl.getError();
     if (error !== gl.NO_ERROR) fail(`WebGL error 0x${error.toString(16)}`);
   };
@@ -86,11 +105,11 @@ async function start() {
       pending = null;
       const box = fitCanvas(view.aspect);
       const full = Number(scaleInput.value) * (window.devicePixelRatio || 1);
-      const scale = moving ? full / 2 : full;
+      const scale = moving ? full * (kind.moving || 0.5) : full;
       const width = Math.max(1, Math.round(box.width * scale)), height = Math.max(1, Math.round(box.height * scale));
       const ms = timed(view, width, height);
       hud.textContent = `${meta.kind} · ${width}×${height} · ${ms.toFixed(1)} ms (${(1000 / ms).toFixed(1)} fps)` +
-        (moving ? " · moving: half resolution" : "");
+        (moving ? ` · moving: ${kind.moving === 0.25 ? "quarter" : "half"} resolution` : "");
       if (moving) {
         clearTimeout(api.refine);
         api.refine = setTimeout(() => redraw(false), 150);

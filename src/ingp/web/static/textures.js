@@ -3,6 +3,7 @@
 //   entry i -> x = i % 2048, row = i / 2048, layer = row / rowsPerLayer, y = row % rowsPerLayer.
 // MLP weights: every matrix (out, in) row-major -> one RGBA32F (or RGBA16F) 2-D texture, one texture row per output
 //   neuron, in/4 texels per row; matrices stacked in layer order (rowBase[layer]).
+// Bytes (NeRF's occupancy bitfield) -> R8UI 2-D texture, 2048 wide (uploadBytes).
 
 export const TABLE_WIDTH = 2048;
 const FORMATS = { 1: ["R16F", "RED"], 2: ["RG16F", "RG"], 4: ["RGBA16F", "RGBA"] };
@@ -42,4 +43,19 @@ export function uploadWeights(gl, layers) {
     half ? gl.HALF_FLOAT : gl.FLOAT, data);
   for (const p of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D, p, gl.NEAREST);
   return { tex, rowBase };
+}
+
+// Bytes (a packed bitfield) -> R8UI 2-D texture, TABLE_WIDTH wide: byte b is texel (b % 2048, b / 2048), read with
+// texelFetch on a usampler2D (integer textures are never filtered).
+export function uploadBytes(gl, bytes) {
+  const rows = Math.ceil(bytes.length / TABLE_WIDTH);
+  if (rows > gl.getParameter(gl.MAX_TEXTURE_SIZE)) throw new Error(`bitfield too large: ${bytes.length} bytes`);
+  const data = new Uint8Array(TABLE_WIDTH * rows);
+  data.set(bytes);
+  const tex = gl.createTexture();
+  gl.bindTexture(gl.TEXTURE_2D, tex);
+  gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+  gl.texImage2D(gl.TEXTURE_2D, 0, gl.R8UI, TABLE_WIDTH, rows, 0, gl.RED_INTEGER, gl.UNSIGNED_BYTE, data);
+  for (const p of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D, p, gl.NEAREST);
+  return { tex };
 }
