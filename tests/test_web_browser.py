@@ -1,5 +1,6 @@
 """The viewer in a real browser: Debian's chromium on SwiftShader, driven by Playwright for Python. For each kind,
-a fixed view at 96 px is drawn by the WebGL2 shaders and compared with the PyTorch render of the same view.
+a fixed view at 96 px is drawn by the WebGL2 shaders and compared with the PyTorch render of the same view (NeRF:
+with and without cone-angle steps).
 
 Skips when chromium (``$INGP_CHROMIUM``, default /usr/bin/chromium) or playwright is missing, unless
 INGP_REQUIRE_BROWSER=1 (set by .ci/run), where it fails instead. Screenshots go to pytest's tmp_path."""
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from web_runs import image_run, sdf_run
+from web_runs import image_run, nerf_run, sdf_run
 
 CHROMIUM = Path(os.environ.get("INGP_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 FLAGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--disable-quic",
@@ -136,6 +137,62 @@ def test_sdf_in_browser_matches_pytorch(browser, tmp_path):
         print(f"sdf: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
         assert max_err <= 2 or psnr >= 40, (max_err, psnr, int((np.abs(got.astype(int) - want).max(axis=2) > 2).sum()))
         check_page(page, console, tmp_path / "sdf.png")
+    finally:
+        page.close()
+        server.shutdown()
+
+
+@pytest.mark.parametrize("cone", [0.0, 1 / 64], ids=["cone0", "cone1/64"])
+def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone):
+    """Two coloured balls, one per occupancy cascade, at 96 x 96 from a fixed orbit camera: the shader's marching
+    and compositing against ``ingp.nerf.render.render_rays`` of the same rays (float32 model, white background)."""
+    from ingp.nerf.commands import load_run
+    from ingp.nerf.render import render_rays
+    from ingp.web.camera import orbit_rays
+
+    run = nerf_run(tmp_path / "run", cone_angle=cone)
+    page, server, console = open_viewer(browser, run, tmp_path)
+    try:
+        assert page.evaluate("() => window.ingp.meta.kind") == "nerf"
+        model, grid, config = load_run(run, "cpu")
+        view = {"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0, "up": "z"}
+        o, d = orbit_rays(view, 96, 96)
+        colour, opacity, _ = render_rays(model, grid, torch.from_numpy(o), torch.from_numpy(d),
+                                         tuple(config["data"]["aabb"]), cone=cone, background=torch.ones(3))
+        want = (colour.clamp(0, 1).numpy().reshape(96, 96, 3) * 255 + 0.5).astype(np.uint8)
+        got, ms = browser_pixels(page, view, 96, 96)
+        assert 0.1 < (opacity > 0.5).float().mean() < 0.6  # both balls are in view, with background around
+        assert want.std() > 20
+        max_err, psnr = compare(got, want)
+        print(f"nerf cone {cone}: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
+        assert max_err <= 2 or psnr >= 40, (max_err, psnr)
+        check_page(page, console, tmp_path / f"nerf_cone{cone:g}.png")
+    finally:
+        page.close()
+        server.shutdown()
+
+
+def test_nerf_page_interaction(browser, tmp_path):
+    """The interactive page: HUD with resolution and timing, a quarter-resolution frame while dragging, a
+    full-resolution one after, the up-axis menu; no errors."""
+    run = nerf_run(tmp_path / "run")
+    page, server, console = open_viewer(browser, run, tmp_path)
+    hud = "document.getElementById('hud').textContent"
+    try:
+        page.select_option("#scale", "0.25")
+        page.wait_for_function(f"() => /^nerf · \\d+×\\d+ · [\\d.]+ ms \\([\\d.]+ fps\\)$/.test({hud})", timeout=60000)
+        box = page.locator("#view").bounding_box()
+        page.mouse.move(box["x"] + 40, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 80, box["y"] + 50, steps=3)
+        page.wait_for_function(f"() => /moving: quarter resolution/.test({hud})", timeout=60000)
+        moving = [int(v) for v in page.evaluate(f"() => {hud}").split(" · ")[1].split("×")]
+        page.mouse.up()
+        page.wait_for_function(f"() => !/moving/.test({hud})", timeout=60000)
+        still = [int(v) for v in page.evaluate(f"() => {hud}").split(" · ")[1].split("×")]
+        assert moving[0] * 4 == pytest.approx(still[0], abs=4), (moving, still)
+        page.select_option("#up", "y")
+        check_page(page, console, tmp_path / "nerf_page.png")
     finally:
         page.close()
         server.shutdown()

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from ingp.web.server import serve_in_thread
-from web_runs import image_run
+from web_runs import image_run, nerf_run
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,8 @@ def test_serves_viewer_and_export(served):
     server, run = served
     status, body, kind = get(server, "/")
     assert status == 200 and b"main.js" in body and kind.startswith("text/html")
-    for name in ("main.js", "gl.js", "field_glsl.js", "image.js", "sdf.js", "model.js", "textures.js"):
+    for name in ("main.js", "gl.js", "field_glsl.js", "image.js", "sdf.js", "nerf.js", "sh_glsl.js", "model.js",
+                 "textures.js"):
         status, body, kind = get(server, f"/{name}")
         assert status == 200 and kind.startswith("text/javascript"), name
     status, body, _ = get(server, "/model/model.bin?v=1")
@@ -69,8 +70,9 @@ def test_nothing_else_is_reachable(served, path):
     assert b"not for the browser" not in body and b"root:" not in body
 
 
-def test_view_command_exports_and_serves(tmp_path):
-    run = image_run(tmp_path / "run")
+@pytest.mark.parametrize("kind", ["image", "nerf"])
+def test_view_command_exports_and_serves(tmp_path, kind):
+    run = (image_run if kind == "image" else nerf_run)(tmp_path / "run")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ingp.cli", "view", str(run), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -79,7 +81,7 @@ def test_view_command_exports_and_serves(tmp_path):
         assert line.startswith(f"serving {run} at http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
         url = line.split(" at ")[1].split()[0]
         with urllib.request.urlopen(url + "model/model.json", timeout=10) as r:
-            assert b'"kind": "image"' in r.read()
+            assert f'"kind": "{kind}"'.encode() in r.read()
         assert (run / "web" / "model.bin").is_file()
     finally:
         proc.terminate()

@@ -1,6 +1,6 @@
 """Tiny run folders for the web tests: an image run with random weights (large grid values, so every level and
-the hash matter) and an SDF run fitted for a few hundred steps to an analytic sphere (so there is a surface), and a NeRF run fitted
-to two analytic coloured balls with an occupancy grid from its density."""
+the hash matter), an SDF run fitted for a few hundred steps to an analytic sphere (so there is a surface) and a
+NeRF run fitted to two analytic coloured balls, with an occupancy grid thresholded from its density."""
 
 from __future__ import annotations
 
