@@ -1,6 +1,7 @@
 // The viewer page: loads the export next to it (model/), builds the kind's shader, draws on demand.
 // While the view moves it draws at reduced resolution (half; a quarter for NeRF) and refines at full resolution
-// once still.
+// once still. Frames are drawn in bands of rows (NeRF: 4096 pixels per band), a few per animation frame, so the page
+// stays responsive and a new view abandons a slow frame; the HUD shows progress, then the frame's wall time.
 // window.ingp (for tests and the console):
 //   ready: Promise; errors: [string]; meta: model.json
 //   renderFixed(view, width, height) -> {pixels: number[] (RGBA, row 0 at the top), ms}
@@ -57,25 +58,32 @@ async function start() {
   const resources = (kind.resources || fieldResources)(gl, meta, buffers);
   const program = makeProgram(gl, kind.shader(meta, resources.source));
   const view = kind.view(meta);
-  const draw = (v, width, height) => {
+  // A frame is drawn in bands of rows from the top, each waited for: a long single draw can trip the browser's
+  // GPU watchdog on SwiftShader, and the interactive loop yields to the page between bands.
+  const begin = (v, width, height) => {
     canvas.width = width;
     canvas.height = height;
     gl.viewport(0, 0, width, height);
     gl.useProgram(program);
     resources.bind(program);
     kind.uniforms(gl, program, v, width, height);
-    // bands of rows, each waited for: a long single draw can trip the browser's GPU watchdog on SwiftShader
-    const band = kind.bandRows ? kind.bandRows(width, height) : height;
-    const sync = new Uint8Array(4);
+    const rows = kind.bandRows ? kind.bandRows(width, height) : height;
+    const bands = [];
+    for (let top = height; top > 0; top -= rows) bands.push([Math.max(0, top - rows), Math.min(rows, top)]);
+    return bands;
+  };
+  const sync = new Uint8Array(4);
+  const drawBand = (width, [y, rows]) => {
     gl.enable(gl.SCISSOR_TEST);
-    for (let y = 0; y < height; y += band) {
-      gl.scissor(0, y, width, Math.min(band, height - y));
-      gl.drawArrays(gl.TRIANGLES, 0, 3);
-      gl.readPixels(0, y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, sync);  // waits for the band
-    }
+    gl.scissor(0, y, width, rows);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
     gl.disable(gl.SCISSOR_TEST);
+    gl.readPixels(0, y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, sync);  // waits for the band
     const error = gl.getError();
     if (error !== gl.NO_ERROR) fail(`WebGL error 0x${error.toString(16)}`);
+  };
+  const draw = (v, width, height) => {
+    for (const band of begin(v, width, height)) drawBand(width, band);
   };
   const timed = (v, width, height) => {
     const t0 = performance.now();
@@ -96,24 +104,41 @@ async function start() {
     return times[Math.floor(n / 2)];
   };
 
-  // interactive drawing
+  // interactive drawing: bands until ~40 ms are used, then the next animation frame; a newer request
+  // (generation) abandons an unfinished frame, so dragging never waits for a slow full-resolution frame.
   const scaleInput = document.getElementById("scale");
-  let pending = null;
+  let pending = null, generation = 0;
   const redraw = (moving) => {
     if (pending) cancelAnimationFrame(pending);
+    const mine = ++generation;
     pending = requestAnimationFrame(() => {
       pending = null;
       const box = fitCanvas(view.aspect);
       const full = Number(scaleInput.value) * (window.devicePixelRatio || 1);
       const scale = moving ? full * (kind.moving || 0.5) : full;
       const width = Math.max(1, Math.round(box.width * scale)), height = Math.max(1, Math.round(box.height * scale));
-      const ms = timed(view, width, height);
-      hud.textContent = `${meta.kind} · ${width}×${height} · ${ms.toFixed(1)} ms (${(1000 / ms).toFixed(1)} fps)` +
-        (moving ? ` · moving: ${kind.moving === 0.25 ? "quarter" : "half"} resolution` : "");
-      if (moving) {
-        clearTimeout(api.refine);
-        api.refine = setTimeout(() => redraw(false), 150);
-      }
+      const label = `${meta.kind} · ${width}×${height}`;
+      const t0 = performance.now();
+      const bands = begin(view, width, height);
+      let next = 0;
+      const work = () => {
+        if (mine !== generation) return;
+        const slice = performance.now();
+        do drawBand(width, bands[next++]); while (next < bands.length && performance.now() - slice < 40);
+        if (next < bands.length) {
+          hud.textContent = `${label} · drawing ${Math.round((100 * next) / bands.length)}%`;
+          requestAnimationFrame(work);
+          return;
+        }
+        const ms = performance.now() - t0;
+        hud.textContent = `${label} · ${ms.toFixed(1)} ms (${(1000 / ms).toFixed(1)} fps)` +
+          (moving ? ` · moving: ${kind.moving === 0.25 ? "quarter" : "half"} resolution` : "");
+        if (moving) {
+          clearTimeout(api.refine);
+          api.refine = setTimeout(() => redraw(false), 150);
+        }
+      };
+      work();
     });
   };
   kind.controls(canvas, view, redraw);
