@@ -196,3 +196,60 @@ def test_nerf_page_interaction(browser, tmp_path):
     finally:
         page.close()
         server.shutdown()
+
+
+SH_PAGE = """async ([degree, dirs]) => {
+  const { shSource } = await import("./sh_glsl.js");
+  const { HEADER, makeProgram } = await import("./gl.js");
+  const gl = document.createElement("canvas").getContext("webgl2");
+  if (!gl.getExtension("EXT_color_buffer_float")) return "no EXT_color_buffer_float";
+  const n = dirs.length, m = degree * degree;
+  const program = makeProgram(gl, `${HEADER}
+uniform vec3 uDirs[${n}];
+out vec4 outColor;
+${shSource(degree)}
+void main() {  // pixel (j, i): feature j of direction i
+  int i = int(gl_FragCoord.y), j = int(gl_FragCoord.x);
+  float s[${m}];
+  sh_eval((uDirs[i] + 1.0) * 0.5, s);
+  float v = 0.0;
+  for (int k = 0; k < ${m}; k++) if (k == j) v = s[k];
+  outColor = vec4(v, 0.0, 0.0, 1.0);
+}`);
+  const tex = gl.createTexture();
+  gl.bindTexture(gl.TEXTURE_2D, tex);
+  gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA32F, m, n);
+  gl.bindFramebuffer(gl.FRAMEBUFFER, gl.createFramebuffer());
+  gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+  gl.viewport(0, 0, m, n);
+  gl.useProgram(program);
+  gl.uniform3fv(gl.getUniformLocation(program, "uDirs"), dirs.flat());
+  gl.drawArrays(gl.TRIANGLES, 0, 3);
+  const out = new Float32Array(4 * m * n);
+  gl.readPixels(0, 0, m, n, gl.RGBA, gl.FLOAT, out);
+  return Array.from(out.filter((_, k) => k % 4 === 0));
+}"""
+
+
+def test_sh_glsl_matches_encoding(browser, tmp_path):
+    """The generated GLSL spherical harmonics (degrees 1..8) against ingp.encodings.spherical_harmonics."""
+    from ingp.encodings.spherical_harmonics import SphericalHarmonicsEncoding
+    from ingp.web.server import serve_in_thread
+
+    server, url = serve_in_thread(tmp_path)  # no export: only the static modules are imported
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        d = torch.nn.functional.normalize(torch.randn(48, 3, generator=torch.Generator().manual_seed(4)), dim=1)
+        d[0] = torch.tensor([0.0, 0.0, 1.0])
+        for degree in (1, 2, 4, 8):
+            got = page.evaluate(SH_PAGE, [degree, d.tolist()])
+            assert not isinstance(got, str), got
+            got = np.array(got, np.float32).reshape(len(d), degree * degree)
+            want = SphericalHarmonicsEncoding(3, degree).encode((d + 1) / 2, torch.empty(0)).numpy()
+            err = np.abs(got - want).max()
+            print(f"SH degree {degree}: max error {err:.2e} (values up to {np.abs(want).max():.2f})")
+            assert err <= 1e-5 * max(1.0, np.abs(want).max())
+    finally:
+        page.close()
+        server.shutdown()
