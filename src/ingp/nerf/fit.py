@@ -1,8 +1,9 @@
 """``ingp nerf fit``: train a NeRF on posed photos into a run folder, then evaluate it on held-out views.
 
-One step: draw rays (random pixels of random training images) -> march them through the occupancy grid -> evaluate
-only occupied samples -> composite over a random background colour per ray -> Huber loss against the photo
-composited over the same colour. Rays per batch adapt so each step evaluates about ``target_samples`` samples.
+One step: draw rays (random pixels of random training images) -> march them through the occupancy grid -> density
+of the occupied samples without gradients -> keep those some light still reaches (compaction) -> evaluate them ->
+composite over a random background colour per ray -> Huber loss against the photo composited over the same colour.
+Rays per batch adapt so each step trains about ``target_samples`` samples (after compaction).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .march import march
 from .model import NerfModel, default_model_config, resolved_config
 from .occupancy import OccupancyGrid, n_cascades
 from .rays import pixel_rays
-from .render import composite
+from .render import MIN_TRANSMITTANCE, composite, transmittance_of
 
 DEFAULT_TRAINING = {"target_samples": None, "initial_rays": 4096, "max_rays": 1 << 16, "update_interval": 16,
                     "warmup_steps": 256, "update_fraction": 0.125, "cone_angle": None,
@@ -68,7 +69,8 @@ class Trainer:
                                           scene.distortion.to(device))
         self.cone = training["cone_angle"]
         self.n_rays = float(training["initial_rays"])
-        self.samples_seen = 0
+        self.samples_seen = 0  # trained samples (after compaction)
+        self.samples_marched = 0
         self.rays_seen = 0
         self.first_loss = None
 
@@ -99,6 +101,10 @@ class Trainer:
         bg = torch.rand(n, 3, device=self.device)  # random backgrounds teach transparency
         target = target[:, :3] * target[:, 3:] + bg * (1 - target[:, 3:])
         s = march(self.grid, o, d, self.aabb, cone=self.cone)
+        self.samples_marched += len(s)
+        with torch.no_grad():  # compaction: only samples some light reaches are trained (instant-ngp does too)
+            light = transmittance_of(self.model.density(s.x) * s.dt, s.ray, n)
+        s = s.subset(light >= MIN_TRANSMITTANCE)
         sigma, rgb = self.model(s.x, s.d)
         colour, _, _ = composite(sigma, rgb, s, n, bg)
         loss = self.loss_fn(colour, target)
@@ -117,13 +123,14 @@ class Trainer:
 
     def state(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "n_rays": self.n_rays, "samples_seen": self.samples_seen,
-                "rays_seen": self.rays_seen, "rng": torch.get_rng_state()}
+                "samples_marched": self.samples_marched, "rays_seen": self.rays_seen, "rng": torch.get_rng_state()}
 
     def load_state(self, state: dict, weights: dict) -> None:
         self.model.load_weights(weights)
         self.grid.load_state(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.n_rays, self.samples_seen, self.rays_seen = state["n_rays"], state["samples_seen"], state["rays_seen"]
+        self.samples_marched = state["samples_marched"]
         torch.set_rng_state(state["rng"].cpu())
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -187,7 +194,9 @@ def fit_nerf(data: Path, out: Path, *, model_config: dict | None = None, budget:
                "eval_views": figures["views"], "steps": progress.step, "seconds": progress.seconds,
                "n_params": sum(p.numel() for p in trainer.model.weights().values()), "loss": progress.loss,
                "samples_per_second": trainer.samples_seen / seconds, "rays_per_second": trainer.rays_seen / seconds,
-               "occupancy": trainer.grid.occupancy_fraction(), "first_loss": trainer.first_loss, "render_seconds_per_view": figures["seconds_per_view"],
+               "marched_samples_per_second": trainer.samples_marched / seconds,
+               "occupancy": trainer.grid.occupancy_fraction(), "first_loss": trainer.first_loss,
+               "render_seconds_per_view": figures["seconds_per_view"],
                "eval_seconds": time.perf_counter() - t0, **environment(dev)}
     if dev.type == "cpu":
         import resource

@@ -33,6 +33,10 @@ class Samples:
     def __len__(self) -> int:
         return len(self.ray)
 
+    def subset(self, keep: torch.Tensor) -> Samples:
+        """The samples where ``keep`` (S,) bool is true, still ray-sorted."""
+        return Samples(self.ray[keep], self.t[keep], self.dt[keep], self.x[keep], self.d[keep], self.resume)
+
 
 def box_intersect(o: torch.Tensor, d: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Slab test: (N, 3) origins and directions -> t_near, t_far (N,); t_far < t_near when the ray misses."""

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import torch
 
+MIN_TRANSMITTANCE = 1e-4  # samples behind this little light are neither trained nor rendered (REFERENCE §3)
 
-def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, background: torch.Tensor | None = None,
-              *, transmittance: torch.Tensor | None = None, min_transmittance: float = 0.0
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """sigma (S,), rgb (S, 3) of ``samples`` (ray-sorted) -> colour (R, 3), opacity (R,), depth (R,).
 
-    weight_i = T_i (1 - exp(-sigma_i dt_i)), T_i = T_0 exp(-sum_{j<i, same ray} sigma_j dt_j), with T_0 the rays'
-    ``transmittance`` (R,) on entry (default 1). Samples with T_i < ``min_transmittance`` get weight 0 (the
-    cut-off). ``background`` (R, 3) or (3,) is added with weight 1 - opacity. Depth is the expected distance (not
-    normalised by opacity).
-    """
-    ray = samples.ray
-    tau = sigma * samples.dt
+def transmittance_of(tau: torch.Tensor, ray: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """Optical depths tau (S,) of ray-sorted samples with ray index ``ray`` (S,) -> the light T_i (S,) reaching
+    each sample: exp(-sum of tau over the same ray's earlier samples)."""
     # float64 keeps the global running sum exact enough over ~1e6 samples; MPS has no float64
     acc = torch.float32 if tau.device.type == "mps" else torch.float64
     cs = torch.cumsum(tau.to(acc), dim=0)
@@ -25,9 +18,24 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, back
     counts = torch.bincount(ray, minlength=n_rays)
     starts = torch.cumsum(counts, 0) - counts
     before = (excl[starts[ray]] if len(ray) else excl)  # optical depth of earlier rays, at each ray's start
-    trans = torch.exp(-(excl - before)).to(sigma.dtype)
-    if transmittance is not None:
-        trans = trans * transmittance[ray]
+    return torch.exp(-(excl - before)).to(tau.dtype)
+
+
+def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, background: torch.Tensor | None = None,
+              *, entering: torch.Tensor | None = None, min_transmittance: float = 0.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sigma (S,), rgb (S, 3) of ``samples`` (ray-sorted) -> colour (R, 3), opacity (R,), depth (R,).
+
+    weight_i = T_i (1 - exp(-sigma_i dt_i)), T_i = T_0 exp(-sum_{j<i, same ray} sigma_j dt_j), with T_0 the rays'
+    transmittance on ``entering`` (R,) (default 1). Samples with T_i < ``min_transmittance`` get weight 0 (the
+    cut-off). ``background`` (R, 3) or (3,) is added with weight 1 - opacity. Depth is the expected distance (not
+    normalised by opacity).
+    """
+    ray = samples.ray
+    tau = sigma * samples.dt
+    trans = transmittance_of(tau, ray, n_rays)
+    if entering is not None:
+        trans = trans * entering[ray]
     w = trans * (1 - torch.exp(-tau))
     if min_transmittance > 0:
         w = torch.where(trans >= min_transmittance, w, 0)
@@ -37,9 +45,6 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, back
     if background is not None:
         colour = colour + (1 - opacity)[:, None] * background
     return colour, opacity, depth
-
-
-MIN_TRANSMITTANCE = 1e-4  # rendering stops a ray once less than this much light gets through
 
 
 @torch.no_grad()
@@ -71,7 +76,7 @@ def render_rays(model, grid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float
                 sigma[j:j + sample_chunk], rgb[j:j + sample_chunk] = model(s.x[j:j + sample_chunk],
                                                                            s.d[j:j + sample_chunk])
             trans = 1 - opacity[alive]
-            c, a, dep = composite(sigma, rgb, s, len(alive), transmittance=trans, min_transmittance=MIN_TRANSMITTANCE)
+            c, a, dep = composite(sigma, rgb, s, len(alive), entering=trans, min_transmittance=MIN_TRANSMITTANCE)
             colour[alive] += c
             opacity[alive] += a
             depth[alive] += dep
