@@ -9,7 +9,7 @@ from ingp.kernels import backend
 from ingp.nerf.march import MAX_STEPS, Samples, box_intersect, march, step_distances
 from ingp.nerf.model import NerfModel, default_model_config, resolved_config, trunc_exp
 from ingp.nerf.occupancy import OccupancyGrid, min_step
-from ingp.nerf.render import composite
+from ingp.nerf.render import MIN_TRANSMITTANCE, composite, transmittance_of
 
 
 def random_samples(counts, seed=0):
@@ -207,3 +207,20 @@ def test_render_in_rounds_matches_one_pass_with_the_cut_off():
         got = render_rays(Ball(), grid, o, d, (0.0, 1.0), background=bg, first_round=first, max_round=most)
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+def test_compaction_keeps_what_the_cut_off_keeps():
+    """Training drops samples with T < 1e-4 before evaluating them; compositing the kept ones must give what
+    compositing all of them with the cut-off gives (kept samples are a prefix of each ray), in value and gradient."""
+    s, sigma, rgb = random_samples([30, 0, 50, 3, 80], seed=3)
+    sigma = (sigma * 3).requires_grad_()
+    light = transmittance_of(sigma.detach() * s.dt, s.ray, 5)
+    keep = light >= MIN_TRANSMITTANCE
+    assert 0 < int(keep.sum()) < len(s)
+    bg = torch.rand(5, 3)
+    full = composite(sigma, rgb, s, 5, bg, min_transmittance=MIN_TRANSMITTANCE)[0]
+    kept = composite(sigma[keep], rgb[keep], s.subset(keep), 5, bg)[0]
+    torch.testing.assert_close(kept, full, atol=1e-6, rtol=1e-6)
+    g_full, = torch.autograd.grad(full.sum(), sigma)
+    g_kept, = torch.autograd.grad(kept.sum(), sigma)
+    torch.testing.assert_close(g_kept, g_full, atol=1e-6, rtol=1e-6)
