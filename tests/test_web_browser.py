@@ -142,10 +142,12 @@ def test_sdf_in_browser_matches_pytorch(browser, tmp_path):
         server.shutdown()
 
 
-@pytest.mark.parametrize("cone", [0.0, 1 / 64], ids=["cone0", "cone1/64"])
-def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone):
+@pytest.mark.parametrize("cone, distance, fov", [(0.0, 1.6, 50.0), (1 / 64, 0.9, 70.0)], ids=["cone0", "cone1/64"])
+def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone, distance, fov):
     """Two coloured balls, one per occupancy cascade, at 96 x 96 from a fixed orbit camera: the shader's marching
-    and compositing against ``ingp.nerf.render.render_rays`` of the same rays (float32 model, white background)."""
+    and compositing against ``ingp.nerf.render.render_rays`` of the same rays (float32 model, white background).
+    With cone steps the camera is inside the box, so rays start at t = 0.05 and pass through all three step
+    phases (min step, geometric, max step)."""
     from ingp.nerf.commands import load_run
     from ingp.nerf.render import render_rays
     from ingp.web.camera import orbit_rays
@@ -155,13 +157,13 @@ def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone):
     try:
         assert page.evaluate("() => window.ingp.meta.kind") == "nerf"
         model, grid, config = load_run(run, "cpu")
-        view = {"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0, "up": "z"}
+        view = {"azimuth": 30.0, "elevation": 25.0, "distance": distance, "fov": fov, "up": "z"}
         o, d = orbit_rays(view, 96, 96)
         colour, opacity, _ = render_rays(model, grid, torch.from_numpy(o), torch.from_numpy(d),
                                          tuple(config["data"]["aabb"]), cone=cone, background=torch.ones(3))
         want = (colour.clamp(0, 1).numpy().reshape(96, 96, 3) * 255 + 0.5).astype(np.uint8)
         got, ms = browser_pixels(page, view, 96, 96)
-        assert 0.1 < (opacity > 0.5).float().mean() < 0.6  # both balls are in view, with background around
+        assert 0.1 < (opacity > 0.5).float().mean() < 0.7  # the balls are in view, with background around
         assert want.std() > 20
         max_err, psnr = compare(got, want)
         print(f"nerf cone {cone}: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")

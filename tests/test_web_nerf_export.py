@@ -13,10 +13,11 @@ from ingp.cli import main
 from ingp.web.camera import orbit_rays
 from ingp.web.export import export_web
 from ingp.web.reference import load_export
-from ingp.web.reference_nerf import nerf_color, nerf_features, nerf_render, occupied, sh_encode
+from ingp.web.reference_nerf import march_ray, nerf_color, nerf_features, nerf_render, occupied, sh_encode
 from web_runs import nerf_run
 
 VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0}
+NEAR_VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 0.9, "fov": 70.0}  # inside the box: t from 0.05
 
 
 @pytest.fixture(scope="module", params=[0.0, 1 / 64], ids=["cone0", "cone1/64"])
@@ -101,7 +102,7 @@ def test_render_matches_pytorch(nerf_export):
     ``render_rays``: <= 1e-3 against the float32 model; <= 1e-5 against the model with its grid table rounded
     to float16 as the export stores it (then only summation order and float64 compositing differ)."""
     from ingp.nerf.render import render_rays
-    from ingp.web.export_nerf import rounded_model
+    from web_runs import rounded_nerf
 
     model, grid, config = _load(nerf_export)
     exported = load_export(nerf_export / "web")
@@ -112,9 +113,33 @@ def test_render_matches_pytorch(nerf_export):
     want, want_opacity, _ = render_rays(model, *args, **kwargs)
     assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.999
     assert np.abs(got - want.numpy()).max() <= 1e-3
-    want16, opacity16, _ = render_rays(rounded_model(model), *args, **kwargs)
+    want16, opacity16, _ = render_rays(rounded_nerf(model), *args, **kwargs)
     assert np.abs(got - want16.numpy()).max() <= 1e-5
     assert np.abs(got_opacity - opacity16.numpy()).max() <= 1e-5
+
+
+def test_march_matches_pytorch(nerf_export):
+    """The reference's samples (step middles in occupied cells, cone steps) are march.march's: same count per ray,
+    same distances and intervals (to float32 rounding of the closed form's exp)."""
+    from ingp.nerf.march import march
+
+    _, grid, config = _load(nerf_export)
+    exported = load_export(nerf_export / "web")
+    o, d = orbit_rays(NEAR_VIEW, 16, 16)
+    s = march(grid, torch.from_numpy(o), torch.from_numpy(d), tuple(config["data"]["aabb"]),
+              cone=config["training"]["cone_angle"])
+    total = 0
+    for r in range(len(o)):
+        t, dt = march_ray(exported, o[r], d[r])
+        want = s.ray == r
+        assert len(t) == int(want.sum()), r
+        np.testing.assert_allclose(t, s.t[want].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(dt, s.dt[want].numpy(), rtol=1e-6)
+        total += len(t)
+    assert total > 1000
+    if config["training"]["cone_angle"] > 0:  # samples from the geometric phase and from the max-step phase
+        assert s.dt.min() < 0.9 * exported.meta["nerf"]["max_step"]
+        assert s.dt.max() == pytest.approx(exported.meta["nerf"]["max_step"])
 
 
 def test_orbit_rays_match_sdf_camera():
@@ -139,3 +164,19 @@ def test_bad_nerf_runs_are_refused(tmp_path, capsys):
     assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors: does not fit" in err and err.count("\n") == 1
+
+
+def test_non_sh_view_encoding_is_refused(tmp_path, capsys):
+    from ingp.nerf.model import NerfModel
+    from ingp.nerf.occupancy import OccupancyGrid
+    from ingp.runs import RunDir
+    from web_runs import NERF_MODEL
+
+    model_config = {**NERF_MODEL, "dir_encoding": {"otype": "Identity"}}
+    config = {"primitive": "nerf", "data": {"aabb_scale": 1, "aabb": [0.0, 1.0]}, "model": model_config,
+              "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
+    run = RunDir.create(tmp_path / "run", config)
+    run.save_weights({**NerfModel(model_config, (0.0, 1.0), 1).weights(), **OccupancyGrid(1, "cpu", 16).state()})
+    assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "SphericalHarmonics" in err and "'Identity'" in err and err.count("\n") == 1

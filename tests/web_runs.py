@@ -138,3 +138,12 @@ def nerf_run(path: Path, *, cone_angle: float = 0.0, steps: int = 200, seed: int
     run = RunDir.create(path, config)
     run.save_weights(_nerf_state(steps, seed))
     return path
+
+
+def rounded_nerf(model):
+    """``model`` (a NerfModel) with its density grid table rounded to float16 in place, as the export stores it."""
+    net = model.density_net
+    with torch.no_grad():
+        n = net.network.n_params
+        net.params[n:] = net.params[n:].half().float()
+    return model

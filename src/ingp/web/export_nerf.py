@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from ..runs import RunDir
@@ -69,11 +68,3 @@ def unpack_bits(packed: np.ndarray, n_cells: int) -> np.ndarray:
     """(n_cells / 8,) uint8 -> (n_cells,) bool, the inverse of the export's packing."""
     return np.unpackbits(packed, count=n_cells, bitorder="little").astype(bool)
 
-
-def rounded_model(model) -> torch.nn.Module:
-    """The model with its density grid table rounded to float16 in place, as the export stores it (for tests)."""
-    net = model.density_net
-    with torch.no_grad():
-        n = net.network.n_params
-        net.params[n:] = net.params[n:].half().float()
-    return model

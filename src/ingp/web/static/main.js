@@ -91,8 +91,11 @@ async function start() {
     return performance.now() - t0;
   };
 
+  let generation = 0;  // of interactive frames; test calls abandon an unfinished one (they share the canvas)
   api.renderFixed = (v, width, height) => {
+    generation++;
     const ms = timed({ ...view, ...v }, width, height);
+    hud.textContent = `${meta.kind} · ${width}×${height} · ${ms.toFixed(1)} ms · fixed view`;
     const pixels = new Uint8Array(width * height * 4);
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
     const flipped = new Uint8Array(pixels.length);
@@ -100,6 +103,7 @@ async function start() {
     return { pixels: Array.from(flipped), ms };
   };
   api.time = (v, width, height, n) => {
+    generation++;
     const times = Array.from({ length: n }, () => timed({ ...view, ...v }, width, height)).sort((a, b) => a - b);
     return times[Math.floor(n / 2)];
   };
@@ -107,7 +111,7 @@ async function start() {
   // interactive drawing: bands until ~40 ms are used, then the next animation frame; a newer request
   // (generation) abandons an unfinished frame, so dragging never waits for a slow full-resolution frame.
   const scaleInput = document.getElementById("scale");
-  let pending = null, generation = 0;
+  let pending = null;
   const redraw = (moving) => {
     if (pending) cancelAnimationFrame(pending);
     const mine = ++generation;
