@@ -114,6 +114,8 @@ def test_render_matches_pytorch(nerf_export):
     assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.999
     assert np.abs(got - want.numpy()).max() <= 1e-3
     want16, opacity16, _ = render_rays(rounded_nerf(model), *args, **kwargs)
+    print(f"cone {kwargs['cone']}: colour max error {np.abs(got - want.numpy()).max():.1e} (float32 model), "
+          f"{np.abs(got - want16.numpy()).max():.1e} (float16 table in both)")
     assert np.abs(got - want16.numpy()).max() <= 1e-5
     assert np.abs(got_opacity - opacity16.numpy()).max() <= 1e-5
 
