@@ -255,3 +255,23 @@ def test_sh_glsl_matches_encoding(browser, tmp_path):
     finally:
         page.close()
         server.shutdown()
+
+
+def test_nerf_camera_matches_python(browser, tmp_path):
+    """nerf.js's orbit camera (float64 JavaScript) is ingp.web.camera.orbit_camera, for both up axes."""
+    from ingp.web.camera import orbit_camera
+    from ingp.web.server import serve_in_thread
+
+    server, url = serve_in_thread(tmp_path)
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        for view in ({"azimuth": 30.0, "elevation": 25.0, "distance": 1.3, "fov": 40.0, "up": "z"},
+                     {"azimuth": -120.0, "elevation": -60.0, "distance": 3.0, "fov": 70.0, "up": "y"}):
+            got = page.evaluate("async (v) => (await import('./nerf.js')).nerfCamera(v)", view)
+            want = orbit_camera(view)
+            for key in ("eye", "right", "up", "back", "half"):
+                np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-12, err_msg=key)
+    finally:
+        page.close()
+        server.shutdown()
