@@ -1,7 +1,7 @@
 """Lego NeRF benchmark: test PSNR / SSIM after cumulative training budgets (default 5, 10, 30 minutes) on a fixed,
 evenly spread set of test views, with samples/s, rays/s, peak memory and the time to render one view.
 
-    nice -n 15 python benchmarks/nerf.py --out /tmp/nerf_bench [--minutes 5 10 30] [--n-views 20] [--threads 2]
+    python benchmarks/nerf.py --out /tmp/nerf_bench [--minutes 5 10 30] [--n-views 20] [--threads 2]
 
 One run is trained and resumed from its checkpoint for each budget, so the budgets are cumulative training time.
 Prints a markdown table.
@@ -49,7 +49,7 @@ def main() -> None:
     n_test = len(load_scene(args.data, "test", downscale=8))
     print(f"\nlego, {args.threads} threads, test views {view_indices(n_test, args.n_views)} of {n_test}, "
           f"downscale {args.downscale}\n")
-    print("| training | steps | PSNR (dB) | SSIM | samples/s | rays/s | render s/view | peak MB |")
+    print("| training | steps | PSNR (dB) | SSIM | trained samples/s | rays/s | render s/view | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
     for mins, steps, p, s, sps, rps, rt, mem in rows:
         print(f"| {mins:g} min | {steps} | {p:.2f} | {s:.4f} | {sps:,.0f} | {rps:,.0f} | {rt:.2f} | {mem:,.0f} |")
