@@ -33,19 +33,21 @@ def _step_t(k, t0, dt_min, dt_max, cone, log_g, n_a, t_a, n_b, t_b):
 
 @njit(cache=True, inline="always")
 def _exit(p, v, lo, idx, cell):
-    """Distance along one axis at which a ray from p with direction component v leaves cell idx."""
+    """Distance at which a ray from p with direction component v comes within 1e-4 cells of leaving cell idx
+    along this axis (the margin keeps float rounding from ever skipping a sample of the next cell)."""
     if v > 1e-9:
-        return (lo + (idx + 1) * cell - p) / v
+        return (lo + (idx + 1) * cell - p) / v - 1e-4 * cell / v
     if v < -1e-9:
-        return (lo + idx * cell - p) / v
+        return (lo + idx * cell - p) / v + 1e-4 * cell / v
     return np.inf
 
 
 @njit(cache=True)
-def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, k, limit, out_t, out_dt, at,
+def _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, k, limit, out_t, out_dt, at,
           write):
     """March ray r from step k until ``limit`` samples (0: no limit); when ``write``, store their t and dt from index
-    ``at``. Returns (sample count, step to resume from; ``max_steps`` once the ray is done)."""
+    ``at``. Cascade c covers 0.5 +- ``halves[c]``. Returns (sample count, step to resume from; ``max_steps`` once
+    the ray is done)."""
     t0, t_end = t_near[r], t_far[r]
     ox, oy, oz = o[r, 0], o[r, 1], o[r, 2]
     dx, dy, dz = d[r, 0], d[r, 1], d[r, 2]
@@ -58,9 +60,7 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
         t_b = t_a * _F(math.exp(_F(n_b * log_g)))
     cells = res * res * res
     resf = _F(res)
-    halves = np.empty(n_cascades, np.float32)  # cascade c covers 0.5 +- 2^(c - 1)
-    for c in range(n_cascades):
-        halves[c] = 2.0 ** (c - 1)
+    n_cascades = len(halves)
     count = 0
     while k < max_steps:
         t = _step_t(k, t0, dt_min, dt_max, cone, log_g, n_a, t_a, n_b, t_b)
@@ -88,10 +88,9 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
                 if count == limit:
                     return count, k
                 continue
-            # empty cell: the distance at which the ray leaves it, minus a safety margin
+            # empty cell: jump to the last step before the ray leaves it
             cell = float(size) / res
             exit_t = min(_exit(ox, dx, lo, i, cell), _exit(oy, dy, lo, j, cell), _exit(oz, dz, lo, l, cell))
-            exit_t -= 1e-4 * cell / max(abs(dx), abs(dy), abs(dz))
             if cone <= 0:  # constant steps: the first k with t_k + dt / 2 >= exit_t, directly
                 k = max(k + 1, math.ceil((exit_t - t0) / dt_min - 0.5))
                 continue
@@ -110,11 +109,14 @@ def _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, m
 @njit(parallel=True, cache=True)
 def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit):
     n = o.shape[0]
+    halves = np.empty(n_cascades, np.float32)  # cascade c covers 0.5 +- 2^(c - 1)
+    for c in range(n_cascades):
+        halves[c] = 2.0 ** (c - 1)
     counts = np.zeros(n, np.int64)
     resume = np.empty(n, np.int64)
     empty = np.empty(0, np.float32)
     for r in prange(n):
-        counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone,
+        counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone,
                                      max_steps, start[r], limit, empty, empty, 0, False)
     offsets = np.zeros(n + 1, np.int64)
     for r in range(n):
@@ -122,7 +124,7 @@ def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max
     out_t = np.empty(offsets[n], np.float32)
     out_dt = np.empty(offsets[n], np.float32)
     for r in prange(n):
-        _walk(r, o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start[r], limit, out_t,
+        _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, start[r], limit, out_t,
               out_dt, offsets[r], True)
     return counts, resume, out_t, out_dt
 
