@@ -91,3 +91,20 @@ def test_bad_data_is_one_line(tmp_path, capsys):
     assert main(["nerf", "fit", str(tmp_path), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no transforms_train.json" in err and "\n" not in err
+
+
+def test_ray_count_shrinks_when_marching_outgrows_training(ball):
+    """A fog so dense that only the first sample of each ray is trained: the trained count alone would keep the ray
+    count, but the marched samples (every occupied step) exceed 16x the target, so the ray count must fall."""
+    from ingp.nerf.fit import DEFAULT_TRAINING, Trainer, load_splits
+    from ingp.nerf.model import default_model_config, resolved_config
+
+    scene, _ = load_splits(ball)
+    training = {**DEFAULT_TRAINING, "target_samples": 1024, "initial_rays": 1024, "cone_angle": 0.0,
+                "grid_resolution": 32}
+    trainer = Trainer(scene, resolved_config(default_model_config(), 1), training, 0, torch.device("cpu"))
+    trainer.update_grid = lambda step: None  # keep every visible cell occupied
+    trainer.model.density = lambda x: torch.full((len(x),), 1e5)
+    trainer.step(0)
+    assert trainer.samples_marched > 16 * 1024 and trainer.samples_seen <= 1.1 * 1024
+    assert trainer.n_rays == pytest.approx(1024 * 0.5 ** 0.5)  # the smoothed rule's largest single-step cut

@@ -30,6 +30,9 @@ DEFAULT_TRAINING = {"target_samples": None, "initial_rays": 4096, "max_rays": 1 
                     "grid_resolution": 128}
 
 
+MAX_MARCHED_PER_TRAINED = 16  # lego marches ~3 samples per trained one; deep occupied scenes may march far more
+
+
 def default_target_samples(device: torch.device) -> int:
     """instant-ngp's 2^18 samples per step on CUDA; 2^16 elsewhere (measured: ~0.3 s per step on 2 CPU cores)."""
     return 1 << 18 if device.type == "cuda" else 1 << 16
@@ -101,7 +104,8 @@ class Trainer:
         bg = torch.rand(n, 3, device=self.device)  # random backgrounds teach transparency
         target = target[:, :3] * target[:, 3:] + bg * (1 - target[:, 3:])
         s = march(self.grid, o, d, self.aabb, cone=self.cone)
-        self.samples_marched += len(s)
+        marched = len(s)
+        self.samples_marched += marched
         with torch.no_grad():  # compaction: only samples some light reaches are trained (instant-ngp does too)
             light = transmittance_of(self.model.density(s.x) * s.dt, s.ray, n)
         s = s.subset(light >= MIN_TRANSMITTANCE)
@@ -116,8 +120,9 @@ class Trainer:
         self.samples_seen += len(s)
         self.rays_seen += n
         target_samples = self.training["target_samples"]
-        # instant-ngp's rule: scale the ray count by target / measured samples, smoothed so one step cannot swing it
-        ratio = target_samples / max(len(s), 1)
+        # instant-ngp's rule: scale the ray count by target / measured samples, smoothed so one step cannot swing it;
+        # marched samples are held to MAX_MARCHED_PER_TRAINED x the target, which bounds the density pass's memory
+        ratio = min(target_samples / max(len(s), 1), MAX_MARCHED_PER_TRAINED * target_samples / max(marched, 1))
         self.n_rays = float(min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 256), self.training["max_rays"]))
         return loss.detach()
 
