@@ -12,6 +12,7 @@ import { HEADER, makeField, makeNetwork, bindTexture } from "./gl.js";
 import { glslFloat } from "./field_glsl.js";
 import { shSource } from "./sh_glsl.js";
 import { uploadBytes, TABLE_WIDTH } from "./textures.js";
+import { orbitControls, setCameraUniforms } from "./sdf.js";
 
 export const COLOR_MIN_WEIGHT = 1e-6;
 const BAND_PIXELS = 4096;  // pixels per draw call
@@ -182,12 +183,7 @@ export function nerfCamera(view) {
 }
 
 export function setNerfUniforms(gl, program, view, width, height) {
-  const cam = nerfCamera(view);
-  for (const [name, v] of [["uEye", cam.eye], ["uRight", cam.right], ["uUp", cam.up], ["uBack", cam.back]]) {
-    gl.uniform3f(gl.getUniformLocation(program, name), v[0], v[1], v[2]);
-  }
-  gl.uniform1f(gl.getUniformLocation(program, "uHalf"), cam.half);
-  gl.uniform2f(gl.getUniformLocation(program, "uSize"), width, height);
+  setCameraUniforms(gl, program, nerfCamera(view), width, height);
 }
 
 export function nerfBandRows(width) {
@@ -195,21 +191,7 @@ export function nerfBandRows(width) {
 }
 
 export function nerfControls(canvas, view, changed) {
-  let drag = null;
-  canvas.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; canvas.setPointerCapture(e.pointerId); });
-  canvas.addEventListener("pointerup", () => { drag = null; changed(false); });
-  canvas.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    view.azimuth -= (e.clientX - drag[0]) * 0.4;
-    view.elevation = Math.min(89, Math.max(-89, view.elevation + (e.clientY - drag[1]) * 0.4));
-    drag = [e.clientX, e.clientY];
-    changed(true);
-  });
-  canvas.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    view.distance = Math.min(Math.max(view.distance * Math.exp(e.deltaY * 0.001), 0.1), 20);
-    changed(false);
-  }, { passive: false });
+  orbitControls(canvas, view, changed, 0.1, 20);
   const label = document.createElement("label");
   label.textContent = "up ";
   const select = document.createElement("select");

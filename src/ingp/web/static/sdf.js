@@ -76,8 +76,8 @@ export function orbitCamera(view) {
   return { eye, right, up, back, half: Math.tan((view.fov * Math.PI) / 360) };
 }
 
-export function setSdfUniforms(gl, program, view, width, height) {
-  const cam = orbitCamera(view);
+// An orbit camera's uniforms, shared by the SDF and NeRF shaders.
+export function setCameraUniforms(gl, program, cam, width, height) {
   for (const [name, v] of [["uEye", cam.eye], ["uRight", cam.right], ["uUp", cam.up], ["uBack", cam.back]]) {
     gl.uniform3f(gl.getUniformLocation(program, name), v[0], v[1], v[2]);
   }
@@ -85,7 +85,12 @@ export function setSdfUniforms(gl, program, view, width, height) {
   gl.uniform2f(gl.getUniformLocation(program, "uSize"), width, height);
 }
 
-export function sdfControls(canvas, view, changed) {
+export function setSdfUniforms(gl, program, view, width, height) {
+  setCameraUniforms(gl, program, orbitCamera(view), width, height);
+}
+
+// Drag to orbit (azimuth, elevation), wheel to change the distance within [minDistance, maxDistance].
+export function orbitControls(canvas, view, changed, minDistance, maxDistance) {
   let drag = null;
   canvas.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; canvas.setPointerCapture(e.pointerId); });
   canvas.addEventListener("pointerup", () => { drag = null; changed(false); });
@@ -98,7 +103,11 @@ export function sdfControls(canvas, view, changed) {
   });
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    view.distance = Math.min(Math.max(view.distance * Math.exp(e.deltaY * 0.001), 0.2), 10);
+    view.distance = Math.min(Math.max(view.distance * Math.exp(e.deltaY * 0.001), minDistance), maxDistance);
     changed(false);
   }, { passive: false });
+}
+
+export function sdfControls(canvas, view, changed) {
+  orbitControls(canvas, view, changed, 0.2, 10);
 }
