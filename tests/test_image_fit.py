@@ -14,7 +14,7 @@ from ingp.cli import main
 from ingp.image.evaluate import evaluate_arrays
 from ingp.image.io import ImageData, read_image, write_image
 from ingp.image.model import view_points
-from ingp.image.sampler import bilinear_lookup, bilinear_lookup_numpy
+from ingp.image.sampler import DevicePixelSampler, PixelSampler, bilinear_lookup, bilinear_lookup_numpy, make_sampler
 from ingp.kernels import backend
 
 
@@ -31,6 +31,26 @@ def test_bilinear_kernel_matches_reference_and_hits_texel_centres():
     assert np.allclose(bilinear_lookup(image, centres)[0], pixels[7, 4] / 255, atol=1e-6)
     between = np.array([[5 / 13, (7 + 0.5) / 9]], dtype=np.float32)  # halfway between x=4 and x=5
     assert np.allclose(bilinear_lookup(image, between)[0], (pixels[7, 4] / 2 + pixels[7, 5] / 2) / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1)])
+def test_device_sampler_filters_as_the_host_reference(dtype, scale):
+    """The GPU fit's sampler (image and random stream on the device; run here on CPU tensors) reads the same bilinear
+    targets as the host reference for its own points, in every stored type; its stream resumes from its state."""
+    pixels = (np.random.default_rng(4).random((11, 7, 2)) * scale).astype(dtype)
+    image = ImageData(pixels, path=None)
+    sampler = DevicePixelSampler(image, torch.device("cpu"), seed=5)
+    xy, target = sampler.sample(3000)
+    assert xy.shape == (3000, 2) and target.shape == (3000, 2) and target.dtype == torch.float32
+    reference = bilinear_lookup_numpy(image, xy.numpy())
+    assert np.abs(target.numpy() - reference).max() < 2e-6
+    state = sampler.get_state()
+    after, _ = sampler.sample(10)
+    sampler.set_state(state)
+    assert torch.equal(sampler.sample(10)[0], after)
+    assert isinstance(make_sampler(image, torch.device("cpu"), 5), PixelSampler)  # the host sampler off CUDA
+    with pytest.warns(UserWarning, match="host sampler"):
+        sampler.set_state(PixelSampler(image, torch.device("cpu"), 5).get_state())
 
 
 def test_tiled_metrics_equal_whole_image_metrics():

@@ -17,7 +17,7 @@ from ..train import Budget, Progress, train
 from .evaluate import evaluate_model
 from .io import ImageData, display_rgb8, read_image, write_image, write_mp4
 from .model import build_model, render
-from .sampler import PixelSampler, bilinear_lookup
+from .sampler import bilinear_lookup, make_sampler
 
 PREVIEW_SIZE = 1024  # longer side of preview.png
 FRAME_SIZE = 320  # longer side of each half of a --visualize frame
@@ -56,7 +56,7 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
     model = build_model(model_config, image.channels, seed, dev)  # config errors surface before anything is written
     loss_fn = build_loss(model_config.get("loss"))
     optimizer = build_optimizer(model_config.get("optimizer"), model.parameters())
-    sampler = PixelSampler(image, dev, seed)
+    sampler = make_sampler(image, dev, seed)
     progress = Progress()
     if resume:
         state = run.load_checkpoint(dev)
@@ -95,7 +95,7 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
     return metrics
 
 
-def training_step(model, sampler: PixelSampler, loss_fn, optimizer, batch_size: int):
+def training_step(model, sampler, loss_fn, optimizer, batch_size: int):
     """One optimiser step on a fresh batch, as a function of the step index (for ``train``); returns the loss."""
     def step(_: int) -> torch.Tensor:
         xy, target = sampler.sample(batch_size)

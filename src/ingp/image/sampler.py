@@ -7,6 +7,8 @@ the border, like a GPU texture with linear filtering and clamp-to-edge.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -50,6 +52,56 @@ def bilinear_lookup_numpy(image: ImageData, xy: np.ndarray) -> np.ndarray:
     return np.einsum("nk,nkc->nc", w, texels.astype(np.float32)) / np.float32(image.full_scale)
 
 
+def bilinear_lookup_torch(texels: torch.Tensor, width: int, height: int, xy: torch.Tensor) -> torch.Tensor:
+    """``bilinear_taps`` in torch on any device: texels (H*W, C) float32 in [0, 1] units, xy (N, 2) -> (N, C)."""
+    p = xy * torch.tensor([width, height], dtype=torch.float32, device=xy.device) - 0.5
+    p0 = torch.floor(p)
+    f = p - p0
+    i0 = p0.to(torch.int64)
+    x0, y0 = i0[:, 0].clamp(0, width - 1), i0[:, 1].clamp(0, height - 1)
+    x1, y1 = (i0[:, 0] + 1).clamp(0, width - 1), (i0[:, 1] + 1).clamp(0, height - 1)
+    fx, fy = f[:, :1], f[:, 1:]
+    return ((1 - fx) * (1 - fy) * texels[y0 * width + x0] + fx * (1 - fy) * texels[y0 * width + x1]
+            + (1 - fx) * fy * texels[y1 * width + x0] + fx * fy * texels[y1 * width + x1])
+
+
+def make_sampler(image: ImageData, device: torch.device, seed: int, *, memory_fraction: float = 0.25):
+    """The sampler for a fit on ``device``: on a GPU the whole image as float32 texels in device memory when that
+    takes at most ``memory_fraction`` of the device's memory (no host work or copies per step), else the host
+    sampler that reads 4 texels per point from the stored pixels (any size, memory-mapped)."""
+    if device.type == "cuda":
+        need = image.width * image.height * image.channels * 4
+        if need <= memory_fraction * torch.cuda.get_device_properties(device).total_memory:
+            return DevicePixelSampler(image, device, seed)
+    return PixelSampler(image, device, seed)
+
+
+class DevicePixelSampler:
+    """``PixelSampler`` with the image and the random stream on ``device``: ``sample(n)`` -> (xy (n, 2),
+    target (n, C)) float32, drawn by a torch Generator there and filtered by ``bilinear_lookup_torch``."""
+
+    def __init__(self, image: ImageData, device: torch.device, seed: int):
+        pixels = torch.from_numpy(np.ascontiguousarray(image.pixels).astype(np.float32, copy=False))
+        self.texels = (pixels.reshape(-1, image.channels) / float(image.full_scale)).to(device)
+        self.width, self.height, self.device = image.width, image.height, device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xy = torch.rand((n, 2), generator=self.generator, device=self.device)
+        return xy, bilinear_lookup_torch(self.texels, self.width, self.height, xy)
+
+    def get_state(self) -> dict:
+        return {"torch_generator": self.generator.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        if "torch_generator" not in state:  # a run resumed on another kind of device: same data, another stream
+            warnings.warn("ingp: the checkpoint's sampler state comes from a host sampler; the device sampler "
+                          "continues with its own random stream", stacklevel=2)
+            return
+        self.generator.set_state(state["torch_generator"].cpu())
+
+
 class PixelSampler:
     """Draws training batches: ``sample(n)`` -> (xy (n, 2), target (n, C)), float32 on ``device``."""
 
@@ -67,4 +119,8 @@ class PixelSampler:
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
+        if "torch_generator" in state:  # saved by a device sampler
+            warnings.warn("ingp: the checkpoint's sampler state comes from a device sampler; the host sampler "
+                          "continues with its own random stream", stacklevel=2)
+            return
         self.rng.bit_generator.state = state
