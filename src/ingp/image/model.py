@@ -83,8 +83,9 @@ def build_model(model_config: dict, channels: int, seed: int, device: torch.devi
     for key in ("encoding", "network"):
         if not isinstance(model_config.get(key), dict):
             raise ConfigError(f"model config needs an {key!r} section")
-    return NetworkWithInputEncoding(2, channels, model_config["encoding"], model_config["network"],
-                                    seed=seed).to(device)
+    model = NetworkWithInputEncoding(2, channels, model_config["encoding"], model_config["network"], seed=seed)
+    model.check_inputs = False  # its points are made here, always finite; the check would sync a GPU every call
+    return model.to(device)
 
 
 def view_points(width: int, height: int, zoom: float = 1.0, center: tuple[float, float] = (0.5, 0.5),

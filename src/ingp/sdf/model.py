@@ -44,7 +44,9 @@ def build_model(model_config: dict, seed: int, device: torch.device | str) -> Ne
     for key in ("encoding", "network"):
         if not isinstance(model_config.get(key), dict):
             raise ConfigError(f"model config needs an {key!r} section")
-    return NetworkWithInputEncoding(3, 1, model_config["encoding"], model_config["network"], seed=seed).to(device)
+    model = NetworkWithInputEncoding(3, 1, model_config["encoding"], model_config["network"], seed=seed)
+    model.check_inputs = False  # its points are made here, always finite; the check would sync a GPU every call
+    return model.to(device)
 
 
 @torch.no_grad()
