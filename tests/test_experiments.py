@@ -70,6 +70,10 @@ def test_embeddings(runs):
     by = {(r["embedding"], r["activation"], r["width"], r["percent"]): r for r in res["runs"]}
     assert by["xy", "LeakyReLU", 64, 100]["n_params"] == 8707 and by["PE sin+cos", "Tanh", 64, 10]["n_params"] == 9859
     assert by["PE sin+cos", "LeakyReLU", 24, 10]["n_params"] == 1779
+    # the seed's subset panels: ReLU at width 64 on 50 and 10 % of the pixels, scored on all of them
+    half, tenth = by["PE sin+cos", "ReLU", 64, 50], by["PE sin+cos", "ReLU", 64, 10]
+    assert half["loss"] < half["first_loss"] and tenth["loss"] < tenth["first_loss"]
+    assert by["PE sin+cos", "ReLU", 64, 100]["psnr"] > tenth["psnr"]
     # the ReLU collapse (output channels stuck at 0) and LeakyReLU's fix, as in the seed
     relu, leaky = by["xy", "ReLU", 64, 100], by["xy", "LeakyReLU", 64, 100]
     assert min(relu["mean_rgb"]) < 0.02 and min(leaky["mean_rgb"]) > 0.1

@@ -1,6 +1,7 @@
 """Experiment ``embeddings``: the second seed's zoo. Input embeddings (identity xy, learned Linear(2→20), xy
 replicated 10×, sin PE 10 octaves, sin+cos PE 5+5) × activations (ReLU, LeakyReLU, Sigmoid, Tanh; applied after the
-output layer too, as the seed did) × widths 64 / 24 × random pixel subsets 100 / 50 / 10 %, full-batch AdamW 3e-3,
+output layer too, as the seed did) × widths 64 / 24 × random pixel subsets 100 / 50 / 10 % (every embedding with
+ReLU at width 64 on each subset, as the seed's panels), full-batch AdamW 3e-3,
 MSE, ``manual_seed(69)`` per model, evaluated on all pixels of two stacked portraits."""
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def run(out: Output, image_paths=None, quick: bool = False) -> dict:
     n = len(target)
     plan = ([(e, a, 64, 100) for e in ("xy", "PE sin+cos") for a in ("ReLU", "LeakyReLU")] if quick else
             [(e, a, 64, 100) for a in ACTIVATIONS for e in EMBEDDINGS])
+    # the seed's panels at 50 and 10 % of the pixels: every embedding with ReLU at width 64
+    plan += [(e, "ReLU", 64, p) for p in (50, 10) for e in (("PE sin+cos",) if quick else EMBEDDINGS)]
     plan += [("PE sin+cos", "Tanh", 64, p) for p in (50, 10)] + \
             [(e, "LeakyReLU", 24, 10) for e in (("xy", "PE sin+cos") if quick else EMBEDDINGS)]
     results, groups = [], {}
