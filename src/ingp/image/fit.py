@@ -9,6 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from .. import distributed
 from ..errors import InputError
 from ..losses import build_loss
 from ..optim import build_optimizer
@@ -38,6 +39,48 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
     and checkpoint are used and ``budget`` counts the whole run. ``overwrite`` allows replacing an existing run.
     """
     dev = resolve_device(device)
+    world = distributed.world()  # under torchrun: rank 0 writes the run folder, every rank trains its slice
+    with distributed.agree():  # a startup failure on any rank stops every rank with its message
+        run, config, image, model, loss_fn, optimizer, sampler, progress, part = _start(
+            image_path, out, model_config, batch_size, seed, dev, resume, overwrite, world)
+    distributed.check_same(config, "the run config")
+    distributed.barrier()  # every rank has read the checkpoint before rank 0 may replace it
+    batch_size = config["training"]["batch_size"]
+    step = training_step(model, sampler, loss_fn, optimizer, batch_size, part=part)
+
+    def save(p: Progress) -> None:
+        run.save_checkpoint({"step": p.step, "seconds": p.seconds, "loss": p.loss, "optimizer":
+                             optimizer.state_dict(), "sampler": sampler.get_state()}, {"params": model.params})
+
+    frames = Frames(run.path / "frames", image, model) if visualize and run is not None else None
+    if frames is not None and progress.step == 0:
+        frames.capture(0)
+    progress = train(step, distributed.shared_budget(budget), progress=progress, save=save if run else None,
+                     quiet=quiet or world.rank > 0, label=f"fit {image.path.name}",
+                     after_step=frames.maybe_capture if frames else None)
+    if frames is not None:
+        frames.finish(progress.step)
+
+    def finish() -> dict:
+        t0 = time.perf_counter()
+        quality = evaluate_model(model, image)
+        eval_seconds = time.perf_counter() - t0
+        write_preview(run.path / "preview.png", model, image)
+        metrics = {"primitive": "image", "psnr": quality["psnr"], "ssim": quality["ssim"], "steps": progress.step,
+                   "seconds": progress.seconds, "n_params": model.params.numel(), "loss": progress.loss,
+                   "batch_size": batch_size,
+                   "samples_per_second": progress.step * batch_size / max(progress.seconds, 1e-9),
+                   "eval_seconds": eval_seconds, "width": image.width, "height": image.height,
+                   "channels": image.channels, "ranks": world.size, **environment(dev)}
+        run.save_metrics(metrics)
+        return metrics
+
+    return distributed.on_rank0(finish)
+
+
+def _start(image_path, out, model_config, batch_size, seed, dev, resume, overwrite, world):
+    """Open or create the run (rank 0 creates; the others only read), build model, loss, optimiser and sampler,
+    and restore a checkpoint. Returns them with the resumed progress and this rank's slice of the batch."""
     image = read_image(image_path)
     if resume:
         run = RunDir(out, primitive="image")
@@ -57,6 +100,7 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
     loss_fn = build_loss(model_config.get("loss"))
     optimizer = build_optimizer(model_config.get("optimizer"), model.parameters())
     sampler = make_sampler(image, dev, seed)
+    part = world.part(batch_size) if world.distributed else None
     progress = Progress()
     if resume:
         state = run.load_checkpoint(dev)
@@ -65,45 +109,37 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         progress = Progress(step=state["step"], seconds=state["seconds"], loss=state["loss"])
-    else:
+    elif world.rank == 0:  # the others never write
         run = RunDir.create(out, config)
-
-    step = training_step(model, sampler, loss_fn, optimizer, batch_size)
-
-    def save(p: Progress) -> None:
-        run.save_checkpoint({"step": p.step, "seconds": p.seconds, "loss": p.loss, "optimizer":
-                             optimizer.state_dict(), "sampler": sampler.get_state()}, {"params": model.params})
-
-    frames = Frames(run.path / "frames", image, model) if visualize else None
-    if frames is not None and progress.step == 0:
-        frames.capture(0)
-    progress = train(step, budget, progress=progress, save=save, quiet=quiet, label=f"fit {image.path.name}",
-                     after_step=frames.maybe_capture if frames else None)
-    if frames is not None:
-        frames.finish(progress.step)
-
-    t0 = time.perf_counter()
-    quality = evaluate_model(model, image)
-    eval_seconds = time.perf_counter() - t0
-    write_preview(run.path / "preview.png", model, image)
-    metrics = {"primitive": "image", "psnr": quality["psnr"], "ssim": quality["ssim"], "steps": progress.step,
-               "seconds": progress.seconds, "n_params": model.params.numel(), "loss": progress.loss,
-               "batch_size": batch_size, "samples_per_second": progress.step * batch_size / max(progress.seconds, 1e-9),
-               "eval_seconds": eval_seconds, "width": image.width, "height": image.height,
-               "channels": image.channels, **environment(dev)}
-    run.save_metrics(metrics)
-    return metrics
+    if world.rank > 0:
+        run = None  # only rank 0 writes; the others read the run on --resume
+    return run, config, image, model, loss_fn, optimizer, sampler, progress, part
 
 
-def training_step(model, sampler, loss_fn, optimizer, batch_size: int):
-    """One optimiser step on a fresh batch, as a function of the step index (for ``train``); returns the loss."""
+def training_step(model, sampler, loss_fn, optimizer, batch_size: int, part: tuple[int, int] | None = None):
+    """One optimiser step on a fresh batch, as a function of the step index (for ``train``); returns the loss.
+
+    With ``part`` (a rank's slice of the global batch, see ``ingp.distributed``) the sampler still draws the whole
+    batch but only the slice is trained here; gradients and the loss are summed over the ranks."""
+    if part is None:
+        def step(_: int) -> torch.Tensor:
+            xy, target = sampler.sample(batch_size)
+            loss = loss_fn(model(xy), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+
+        return step
+
+    share = distributed.local_share(*part, batch_size)
+
     def step(_: int) -> torch.Tensor:
-        xy, target = sampler.sample(batch_size)
-        loss = loss_fn(model(xy), target)
+        xy, target = sampler.sample(batch_size, part)
         optimizer.zero_grad()
-        loss.backward()
+        loss, _ = distributed.data_parallel_backward(loss_fn(model(xy), target), [model.params], share)
         optimizer.step()
-        return loss.detach()
+        return loss
 
     return step
 

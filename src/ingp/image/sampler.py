@@ -87,8 +87,12 @@ class DevicePixelSampler:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, part: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` points; with ``part`` = (start, stop) only that slice of them is looked up and returned (a rank's
+        share of a global batch: the stream advances by all ``n`` either way)."""
         xy = torch.rand((n, 2), generator=self.generator, device=self.device)
+        if part is not None:
+            xy = xy[part[0]:part[1]]
         return xy, bilinear_lookup_torch(self.texels, self.width, self.height, xy)
 
     def get_state(self) -> dict:
@@ -110,8 +114,11 @@ class PixelSampler:
         self.device = device
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, part: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``DevicePixelSampler.sample``: ``part`` keeps a slice of the ``n`` points drawn."""
         xy = self.rng.random((n, 2), dtype=np.float32)
+        if part is not None:
+            xy = np.ascontiguousarray(xy[part[0]:part[1]])
         target = bilinear_lookup(self.image, xy)
         return torch.from_numpy(xy).to(self.device), torch.from_numpy(target).to(self.device)
 

@@ -1,0 +1,21 @@
+"""Run by torchrun in test_distributed: two ranks all-reduce gradients; rank 1 dies at step 2."""
+
+import os
+import sys
+
+import torch
+
+from ingp import distributed
+
+distributed.init_from_env()
+torch.set_num_threads(1)
+rank = distributed.world().rank
+p = torch.nn.Parameter(torch.ones(1000))
+for step in range(1000):
+    if rank == 1 and step == 2:
+        print("rank 1 crashes at step 2", file=sys.stderr, flush=True)
+        os._exit(3)
+    (p * (rank + 1)).sum().backward()
+    distributed.reduce_gradients([p])
+    p.grad = None
+distributed.shutdown()

@@ -1,0 +1,87 @@
+"""Worker functions for the distributed tests: spawned as two gloo ranks on CPU (importable by ``spawn``)."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+
+import torch
+
+TINY_IMAGE_CONFIG = {
+    "encoding": {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 2, "log2_hashmap_size": 10,
+                 "base_resolution": 4, "per_level_scale": 1.5},
+    "network": {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None", "n_neurons": 16,
+                "n_hidden_layers": 1},
+    "loss": {"otype": "L2"},
+    "optimizer": {"otype": "Adam", "learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-15,
+                  "l2_reg": 1e-6},
+}
+BATCH = 512
+STEPS = 4
+
+
+def image_pieces(image_path: Path, seed: int = 3):
+    """model, loss, optimiser, sampler as ``fit_image`` builds them (CPU, host sampler)."""
+    from ingp.image.io import read_image
+    from ingp.image.model import build_model
+    from ingp.image.sampler import PixelSampler
+    from ingp.losses import build_loss
+    from ingp.optim import build_optimizer
+
+    image = read_image(image_path)
+    torch.manual_seed(seed)
+    model = build_model(TINY_IMAGE_CONFIG, image.channels, seed, torch.device("cpu"))
+    optimizer = build_optimizer(TINY_IMAGE_CONFIG["optimizer"], model.parameters())
+    return model, build_loss(TINY_IMAGE_CONFIG["loss"]), optimizer, PixelSampler(image, torch.device("cpu"), seed)
+
+
+def _catch(name: str, out: Path, rank: int, fn) -> None:
+    """Run ``fn``; write the exception's one-line message (or 'ok') to ``out/name.rankR``."""
+    try:
+        fn()
+        text = "ok"
+    except Exception as err:  # the message is what the test checks
+        text = f"{type(err).__name__}: {err}"
+        if not isinstance(err, (ValueError, OSError)) and "InputError" not in text:
+            text += "\n" + traceback.format_exc()
+    (out / f"{name}.rank{rank}").write_text(text)
+
+
+def image_session(rank: int, world_size: int, port: int, image_path: str, out: str) -> None:
+    """Every image check in one job (process start-up dominates): steps of the pieces, fit / resume, bad input."""
+    from ingp import distributed
+    from ingp.image.fit import fit_image, training_step
+    from ingp.train import Budget
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    out = Path(out)
+    distributed.init_from_env()
+    try:
+        world = distributed.world()
+        model, loss_fn, optimizer, sampler = image_pieces(Path(image_path))
+        step = training_step(model, sampler, loss_fn, optimizer, BATCH, part=world.part(BATCH))
+        losses = [float(step(i)) for i in range(STEPS)]
+        torch.save({"params": model.params.detach().clone(), "optimizer": optimizer.state_dict(), "losses": losses},
+                   out / f"pieces.rank{rank}.pt")
+
+        def fit(folder, steps, **kw):
+            return fit_image(Path(image_path), out / folder, model_config=TINY_IMAGE_CONFIG,
+                             budget=Budget(steps=steps), batch_size=BATCH, seed=3, device="cpu", quiet=True, **kw)
+
+        _catch("fit_full", out, rank, lambda: fit("full", 2 * STEPS))
+        _catch("fit_part", out, rank, lambda: fit("part", STEPS))
+        _catch("fit_resume", out, rank, lambda: fit("part", 2 * STEPS, resume=True))
+        _catch("uneven", out, rank, lambda: fit_image(Path(image_path), out / "uneven", model_config=TINY_IMAGE_CONFIG,
+                                                    budget=Budget(steps=1), batch_size=BATCH + 1, seed=3,
+                                                    device="cpu", quiet=True))
+        _catch("mismatch", out, rank, lambda: fit_image(Path(image_path), out / "mismatch",
+                                                      model_config=TINY_IMAGE_CONFIG, budget=Budget(steps=1),
+                                                      batch_size=BATCH, seed=3 + rank, device="cpu", quiet=True))
+        _catch("seconds", out, rank, lambda: fit_image(Path(image_path), out / "seconds",
+                                                     model_config=TINY_IMAGE_CONFIG, budget=Budget(seconds=0.5),
+                                                     batch_size=BATCH, seed=3, device="cpu", quiet=True))
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,166 @@
+"""Data-parallel fits on two gloo ranks (CPU): the partition, bit-exactness against one process that accumulates the
+same two half-batches, replicas, resume, a seconds budget, bad input on every rank, and a crashing rank."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ingp.distributed import World
+from ingp.errors import InputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import dist_workers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_partition_is_disjoint_complete_and_in_rank_order():
+    for size in (1, 2, 3, 4, 7):
+        for n in (0, 1, 5, 64, 1000, 4099):
+            parts = [World(r, size).part(n, even=False) for r in range(size)]
+            covered = np.concatenate([np.arange(*p) for p in parts])
+            assert np.array_equal(covered, np.arange(n))  # disjoint, complete, in rank order
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+    assert World(1, 2).part(512) == (256, 512)
+    with pytest.raises(InputError, match="--batch-size 513 does not split evenly over 2 ranks"):
+        World(0, 2).part(513)
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory) -> Path:
+    from ingp.image.io import write_image
+
+    path = tmp_path_factory.mktemp("img") / "tiny.png"
+    ys, xs = np.mgrid[0:24, 0:32] / 24.0
+    rgb = np.stack([np.sin(6 * xs) * 0.5 + 0.5, np.cos(5 * ys) * 0.5 + 0.5, (xs * ys) % 1], axis=-1)
+    write_image(path, rgb.astype(np.float32), linear=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_session(tiny_image, tmp_path_factory) -> Path:
+    """One 2-rank job running every image check (see ``dist_workers.image_session``)."""
+    out = tmp_path_factory.mktemp("dist")
+    torch.multiprocessing.start_processes(dist_workers.image_session, args=(2, free_port(), str(tiny_image),
+                                                                            str(out)), nprocs=2, join=True,
+                                          start_method="spawn")
+    return out
+
+
+def reference_steps(image: Path, n_ranks: int = 2):
+    """One process: per step, draw the global batch, backpropagate each rank's half (its mean loss times 1/2) in rank
+    order into the same gradient, then one optimiser step."""
+    model, loss_fn, optimizer, sampler = dist_workers.image_pieces(image)
+    n = dist_workers.BATCH
+    losses = []
+    for _ in range(dist_workers.STEPS):
+        xy, target = sampler.sample(n)
+        optimizer.zero_grad()
+        total = 0.0
+        for r in range(n_ranks):
+            a, b = World(r, n_ranks).part(n)
+            part = loss_fn(model(xy[a:b]), target[a:b]) * ((b - a) / n)
+            part.backward()
+            total += float(part.detach())
+        optimizer.step()
+        losses.append(total)
+    return model, optimizer, losses
+
+
+def assert_states_equal(a: dict, b: dict) -> None:
+    """Optimiser state dicts equal bit for bit (tensors by torch.equal)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_states_equal(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_states_equal(x, y)
+    elif torch.is_tensor(a):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def test_two_ranks_equal_one_process_accumulating_both_halves(image_session, tiny_image):
+    torch.set_num_threads(1)
+    ranks = [torch.load(image_session / f"pieces.rank{r}.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(ranks[0]["params"], ranks[1]["params"])  # replicas equal
+    assert_states_equal(ranks[0]["optimizer"], ranks[1]["optimizer"])
+    model, optimizer, losses = reference_steps(tiny_image)
+    assert torch.equal(ranks[0]["params"], model.params.detach()), \
+        f"max difference {(ranks[0]['params'] - model.params).abs().max()}"
+    assert_states_equal(ranks[0]["optimizer"], optimizer.state_dict())  # Adam moments and step counts
+    assert np.allclose(ranks[0]["losses"], losses, rtol=1e-6) and ranks[0]["losses"] == ranks[1]["losses"]
+    start = dist_workers.image_pieces(tiny_image)[0].params.detach()
+    assert not torch.equal(start, model.params.detach())  # it trained
+
+
+def test_distributed_resume_equals_uninterrupted_run(image_session):
+    for name in ("fit_full", "fit_part", "fit_resume"):
+        for r in range(2):
+            assert (image_session / f"{name}.rank{r}").read_text() == "ok"
+    full = torch.load(image_session / "full" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(image_session / "part" / "checkpoint.pt", weights_only=True)
+    assert full["step"] == resumed["step"] == 2 * dist_workers.STEPS
+    assert torch.equal(full["weights"]["params"], resumed["weights"]["params"])
+    assert_states_equal(full["optimizer"], resumed["optimizer"])
+    import json
+
+    metrics = json.loads((image_session / "full" / "metrics.json").read_text())
+    assert metrics["ranks"] == 2 and metrics["steps"] == 2 * dist_workers.STEPS and metrics["psnr"] > 5
+
+
+def test_seconds_budget_stops_every_rank_at_the_same_step(image_session):
+    assert [(image_session / f"seconds.rank{r}").read_text() for r in range(2)] == ["ok", "ok"]
+
+
+def test_bad_input_is_one_line_on_every_rank(image_session):
+    for r in range(2):
+        uneven = (image_session / f"uneven.rank{r}").read_text()
+        assert "--batch-size 513 does not split evenly over 2 ranks" in uneven and "\n" not in uneven
+        mismatch = (image_session / f"mismatch.rank{r}").read_text()
+        assert "the run config differs between rank 0 and rank 1" in mismatch and "\n" not in mismatch
+    assert not (image_session / "mismatch" / "checkpoint.pt").exists()
+
+
+def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "INGP_DIST_TIMEOUT": "30"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(free_port()), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_torchrun_cli_uneven_batch_is_one_line_per_rank(tiny_image, tmp_path):
+    result = torchrun("-m", "ingp", "image", "fit", str(tiny_image), "--out", str(tmp_path / "run"), "--steps",
+                      "1", "--batch-size", "1001", "--quiet")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ingp: error:")]
+    assert len(lines) == 2 and all("--batch-size 1001 does not split evenly over 2 ranks" in s for s in lines), \
+        result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_crashing_rank_stops_the_job_with_a_nonzero_status(tmp_path):
+    """Rank 1 dies after two steps; rank 0 would wait in its next all-reduce: the job must end, non-zero, fast."""
+    t0 = time.perf_counter()
+    result = torchrun(str(Path(__file__).parent / "dist_crash.py"), timeout=90)
+    elapsed = time.perf_counter() - t0
+    assert result.returncode != 0 and elapsed < 60, (result.returncode, elapsed, result.stderr[-2000:])
+    assert "rank 1 crashes at step 2" in result.stderr + result.stdout
