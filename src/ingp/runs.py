@@ -5,7 +5,14 @@
     RUN_DIR/checkpoint.pt      the resume state: weights, optimiser, step, training seconds
     RUN_DIR/metrics.json       primitive, steps, seconds, n_params, quality figures, device, threads, version
 
-Every file is written under a temporary name and renamed into place, so a kill never leaves one half-written.
+Every file is written under a temporary name (``.NAME.tmp-PID.SUFFIX``) and renamed into place, so a kill never
+leaves one half-written; temporary files of processes no longer alive are removed when the folder is next opened.
+
+The snapshot (weights + resume state) is two files, replaced one after the other, both stamped with the step:
+``checkpoint.pt`` (which holds its own copy of the weights) is renamed first, then ``model.safetensors``. So the
+checkpoint is never older than the weights, and when a kill between the two renames leaves their steps different,
+the checkpoint is the consistent snapshot: ``load_weights`` then returns the checkpoint's weights (saying so in one
+line), so eval, render, export and ``--resume`` all start from the same weights.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,18 +30,77 @@ import torch
 from .errors import InputError, TrainingDiverged
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file next to ``path``, then rename it to ``path`` (atomic on POSIX).
+# ``.NAME.tmp-PID.SUFFIX`` (SUFFIX optional): what ``temporary_path`` makes, and the only names ever cleaned up
+TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.tmp-(?P<pid>[0-9]+)(?P<suffix>\.[^.]+)?$")
 
-    The temporary name keeps the suffix (``.name.tmp-PID.png``) so writers that go by the suffix still work.
-    """
+
+def temporary_path(path: Path) -> Path:
+    """The temporary name of ``path`` for this process: ``.name.tmp-PID.png`` (the suffix is kept so writers that go
+    by the suffix still work)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file next to ``path``, then rename it to ``path`` (atomic on POSIX)."""
+    atomic_write_many([(path, write)])
+
+
+def atomic_write_many(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write every file to its temporary name first, then rename them into place in the order given, back to back
+    (so a kill leaves either no file replaced, or a prefix of the list replaced, each file whole)."""
+    tmps = [temporary_path(path) for path, _ in files]
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        for tmp, (_, write) in zip(tmps, files):
+            write(tmp)
+        for tmp, (path, _) in zip(tmps, files):
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts as alive)."""
+    if pid <= 0:
+        return True  # never a writer's pid; keep such files
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, depth: int = 1) -> list[Path]:
+    """Remove ``atomic_write``'s temporary files (``.NAME.tmp-PID.SUFFIX``) whose writer process is gone, in
+    ``folder`` and its sub-folders down to ``depth`` levels; nothing else is touched. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        if entry.is_dir():
+            if depth > 0:
+                removed += remove_stale_temporaries(entry, depth - 1)
+            continue
+        match = TEMPORARY_NAME.match(entry.name)
+        if match and entry.is_file() and not process_alive(int(match["pid"])):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass  # someone else removed it, or we may not: not ours to fight over
+    return removed
+
+
+def note(message: str) -> None:
+    """One line for the user on stderr (not an error)."""
+    print(f"ingp: {message}", file=sys.stderr, flush=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -62,6 +130,7 @@ class RunDir:
             raise InputError(f"{self.path}: not a run folder (no config.json); make one with `ingp ... fit --out`")
         if primitive is not None and self.config().get("primitive") != primitive:
             raise InputError(f"{self.path}: holds a {self.config().get('primitive')!r} run, not {primitive!r}")
+        remove_stale_temporaries(self.path)
 
     @classmethod
     def create(cls, path: Path | str, config: dict) -> "RunDir":
@@ -86,38 +155,81 @@ class RunDir:
     def save_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_path, metrics)
 
-    def save_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _weights_writer(self, tensors: dict[str, torch.Tensor], step: int | None) -> Callable[[Path], None]:
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        atomic_write(self.weights_path, lambda tmp: save_file(tensors, str(tmp)))
+        metadata = None if step is None else {"step": str(int(step))}
+        return lambda tmp: save_file(tensors, str(tmp), metadata=metadata)
 
-    def load_weights(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    def save_weights(self, tensors: dict[str, torch.Tensor], step: int | None = None) -> None:
+        """Write model.safetensors alone (no checkpoint): for runs made outside ``fit``, e.g. in tests."""
+        atomic_write(self.weights_path, self._weights_writer(tensors, step))
 
-        if not self.weights_path.is_file():
-            raise InputError(f"{self.path}: no model.safetensors (did the fit finish a checkpoint?)")
+    def _read_weights(self, device) -> tuple[dict[str, torch.Tensor], int | None]:
+        """(tensors, step stamped in the file or None) from one open of model.safetensors."""
+        from safetensors import SafetensorError, safe_open
+
         try:
-            return load_file(str(self.weights_path), device=str(device))
+            with safe_open(str(self.weights_path), framework="pt", device=str(device)) as f:
+                step = (f.metadata() or {}).get("step")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as err:
             raise InputError(f"{self.weights_path}: cannot read weights ({err})") from None
+        try:
+            return tensors, None if step is None else int(step)
+        except ValueError:
+            raise InputError(f"{self.weights_path}: step {step!r} in its metadata is not a number") from None
+
+    def checkpoint_step(self) -> int | None:
+        """The step of checkpoint.pt (None if there is none), read without loading its tensors."""
+        if not self.checkpoint_path.is_file():
+            return None
+        return int(self._load_checkpoint("cpu", mmap=True)["step"])
+
+    def load_weights(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The weights of the run's consistent snapshot: model.safetensors when its step matches checkpoint.pt's
+        (or there is no checkpoint, or the file predates step stamps), else the checkpoint's own weights, which
+        ``--resume`` continues from (one line says so)."""
+        have_weights = self.weights_path.is_file()
+        if not have_weights and not self.checkpoint_path.is_file():
+            raise InputError(f"{self.path}: no model.safetensors (did the fit finish a checkpoint?)")
+        tensors, step = self._read_weights(device) if have_weights else (None, None)
+        if tensors is not None and (step is None or not self.checkpoint_path.is_file()):
+            return tensors
+        checkpoint = self._load_checkpoint("cpu", mmap=True)
+        if tensors is not None and step == int(checkpoint["step"]):
+            return tensors
+        held = f"holds step {step}" if have_weights else "is missing"
+        note(f"{self.path}: model.safetensors {held}, checkpoint.pt step {checkpoint['step']} (a save was "
+             f"interrupted or is under way); using the checkpoint's weights, which --resume continues from")
+        return {k: v.to(device) for k, v in checkpoint["weights"].items()}
 
     def save_checkpoint(self, state: dict, weights: dict[str, torch.Tensor]) -> None:
-        """Write weights and the resume state; refuses non-finite weights so a good checkpoint is never replaced."""
+        """Write the resume state (``state["step"]`` required) and the weights as one snapshot: checkpoint.pt is
+        renamed into place first, then model.safetensors, both stamped with the step (see the module docstring).
+        Refuses non-finite weights so a good checkpoint is never replaced."""
         if not all_finite(weights):
             raise TrainingDiverged(f"parameters became non-finite at step {state.get('step')}; "
                                    f"the last good checkpoint in {self.path} is kept")
-        self.save_weights(weights)
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save({**state, "weights": weights}, tmp))
+        step = int(state["step"])
+        weights = {k: v.detach() for k, v in weights.items()}
+        atomic_write_many([(self.checkpoint_path, lambda tmp: torch.save({**state, "weights": weights}, tmp)),
+                           (self.weights_path, self._weights_writer(weights, step))])
 
-    def load_checkpoint(self, device: torch.device | str = "cpu") -> dict:
-        if not self.checkpoint_path.is_file():
-            raise InputError(f"{self.path}: no checkpoint.pt to resume from")
+    def _load_checkpoint(self, device, mmap: bool = False) -> dict:
         try:
-            return torch.load(self.checkpoint_path, map_location=device, weights_only=True)
+            return torch.load(self.checkpoint_path, map_location=device, weights_only=True, mmap=mmap)
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no checkpoint.pt to resume from") from None
         except Exception as err:  # torch raises many types for a corrupt file
             raise InputError(f"{self.checkpoint_path}: cannot read checkpoint ({err})") from None
+
+    def load_checkpoint(self, device: torch.device | str = "cpu") -> dict:
+        """The resume state: step, seconds, loss, optimiser, sampler ..., and ``weights`` (the snapshot's)."""
+        if not self.checkpoint_path.is_file():
+            raise InputError(f"{self.path}: no checkpoint.pt to resume from")
+        return self._load_checkpoint(device)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -156,4 +268,13 @@ def open_or_create_run(out: Path | str, primitive: str, config: dict | None, *, 
         return run, run.load_checkpoint(device)
     if (Path(out) / "checkpoint.pt").exists() and not overwrite:
         raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
+    clear_snapshot(Path(out))
     return RunDir.create(out, config), None
+
+
+def clear_snapshot(out: Path) -> None:
+    """Before a fresh run replaces one (``--overwrite``): remove the old snapshot, so a kill before the new run's
+    first save cannot leave the new config.json beside the old run's weights."""
+    for name in ("checkpoint.pt", "model.safetensors", "metrics.json"):
+        if (Path(out) / name).is_file():
+            (Path(out) / name).unlink()

@@ -8,6 +8,7 @@ into a ``--seconds`` budget and "PSNR after 60 s" means 60 s of training.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -42,12 +43,13 @@ class Progress:
 
 
 def train(step: Callable[[int], torch.Tensor], budget: Budget, *, progress: Progress | None = None,
-          save: Callable[[Progress], None] | None = None, save_every: float = 30.0,
+          save: Callable[[Progress], None] | None = None, save_every: float | None = None,
           after_step: Callable[[Progress], None] | None = None, quiet: bool = False,
           label: str = "training") -> Progress:
     """Call ``step(i)`` (one optimiser step; returns the loss) until the budget is spent.
 
-    ``save(progress)`` runs every ``save_every`` wall seconds and at the end; ``after_step(progress)`` after every
+    ``save(progress)`` runs every ``save_every`` wall seconds (default: $INGP_SAVE_EVERY, else 30; the kill tests
+    save after every step with 0) and at the end; ``after_step(progress)`` after every
     step (outside the timed part). A non-finite loss raises ``TrainingDiverged`` without saving, so the last
     checkpoint stays the last good one. Returns the final progress (``progress`` is updated in place).
     """
@@ -59,6 +61,8 @@ def train(step: Callable[[int], torch.Tensor], budget: Budget, *, progress: Prog
     bar = tqdm(total=total, initial=p.step if by_steps else min(p.seconds, total), desc=label, leave=False,
                disable=True if quiet else None, unit="step" if by_steps else "s",
                bar_format=None if by_steps else "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+    if save_every is None:
+        save_every = float(os.environ.get("INGP_SAVE_EVERY", 30.0))
     last_save = time.perf_counter()
     try:
         while not budget.done(p.step, p.seconds):

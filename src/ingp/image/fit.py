@@ -13,7 +13,7 @@ from .. import distributed
 from ..errors import InputError
 from ..losses import build_loss
 from ..optim import build_optimizer
-from ..runs import RunDir, atomic_write, environment, resolve_device
+from ..runs import RunDir, atomic_write, clear_snapshot, environment, resolve_device
 from ..train import Budget, Progress, train
 from .evaluate import evaluate_model
 from .io import ImageData, display_rgb8, read_image, write_image, write_mp4
@@ -110,6 +110,7 @@ def _start(image_path, out, model_config, batch_size, seed, dev, resume, overwri
         sampler.set_state(state["sampler"])
         progress = Progress(step=state["step"], seconds=state["seconds"], loss=state["loss"])
     elif world.rank == 0:  # the others never write
+        clear_snapshot(Path(out))
         run = RunDir.create(out, config)
     if world.rank > 0:
         run = None  # only rank 0 writes; the others read the run on --resume
@@ -137,7 +138,7 @@ def training_step(model, sampler, loss_fn, optimizer, batch_size: int, part: tup
     def step(_: int) -> torch.Tensor:
         xy, target = sampler.sample(batch_size, part)
         optimizer.zero_grad()
-        loss, _ = distributed.data_parallel_backward(loss_fn(model(xy), target), [model.params], share)
+        loss, _ = distributed.data_parallel_backward(loss_fn(model(xy), target) * share, [model.params])
         optimizer.step()
         return loss
 
