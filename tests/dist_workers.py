@@ -19,6 +19,8 @@ TINY_IMAGE_CONFIG = {
 }
 BATCH = 512
 STEPS = 4
+SDF_BATCH = 256
+NERF_STEPS = 5
 
 
 def image_pieces(image_path: Path, seed: int = 3):
@@ -36,6 +38,45 @@ def image_pieces(image_path: Path, seed: int = 3):
     return model, build_loss(TINY_IMAGE_CONFIG["loss"]), optimizer, PixelSampler(image, torch.device("cpu"), seed)
 
 
+def sdf_pieces(seed: int = 3):
+    """A small SDF model, MAPE loss, Adam and a sample pool of a sphere."""
+    import trimesh
+
+    from ingp import build_loss, build_optimizer
+    from ingp.sdf.groundtruth import MeshField
+    from ingp.sdf.mesh import validated
+    from ingp.sdf.model import build_model, default_model_config
+    from ingp.sdf.sampler import SamplePool
+
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.3)
+    pool = SamplePool(MeshField(validated(sphere.vertices + 0.5, sphere.faces)),
+                      {"pool_size": 2000, "surface_pool_size": 2000, "near_sigma": 0.01}, seed=seed)
+    config = default_model_config()
+    config["encoding"].update(n_levels=2, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0)
+    config["network"]["n_neurons"] = 16
+    model = build_model(config, seed, "cpu")
+    return model, build_loss({"otype": "MAPE"}), build_optimizer({"otype": "Adam", "learning_rate": 1e-2},
+                                                                   model.parameters()), pool
+
+
+def nerf_trainer(scene: Path):
+    """A NeRF trainer with a small hash grid on ``scene`` (the tests' ball)."""
+    from ingp.nerf.fit import DEFAULT_TRAINING, Trainer, load_splits
+    from ingp.nerf.model import default_model_config, resolved_config
+
+    config = resolved_config(default_model_config(), 1)
+    config["encoding"].update(n_levels=4, log2_hashmap_size=12)
+    training = {**DEFAULT_TRAINING, "target_samples": 2048, "initial_rays": 512, "cone_angle": 0.0,
+                "grid_resolution": 32, "update_interval": 2}
+    return Trainer(load_splits(scene)[0], config, training, 0, torch.device("cpu"))
+
+
+def nerf_record(trainer) -> dict:
+    return {"weights": {k: v.detach().clone() for k, v in trainer.weights().items()}, "n_rays": trainer.n_rays,
+            "samples_seen": trainer.samples_seen, "samples_marched": trainer.samples_marched,
+            "rays_seen": trainer.rays_seen, "optimizer": trainer.optimizer.state_dict()}
+
+
 def _catch(name: str, out: Path, rank: int, fn) -> None:
     """Run ``fn``; write the exception's one-line message (or 'ok') to ``out/name.rankR``."""
     try:
@@ -48,7 +89,7 @@ def _catch(name: str, out: Path, rank: int, fn) -> None:
     (out / f"{name}.rank{rank}").write_text(text)
 
 
-def image_session(rank: int, world_size: int, port: int, image_path: str, out: str) -> None:
+def session(rank: int, world_size: int, port: int, image_path: str, scene: str, out: str) -> None:
     """Every image check in one job (process start-up dominates): steps of the pieces, fit / resume, bad input."""
     from ingp import distributed
     from ingp.image.fit import fit_image, training_step
@@ -83,5 +124,20 @@ def image_session(rank: int, world_size: int, port: int, image_path: str, out: s
         _catch("seconds", out, rank, lambda: fit_image(Path(image_path), out / "seconds",
                                                      model_config=TINY_IMAGE_CONFIG, budget=Budget(seconds=0.5),
                                                      batch_size=BATCH, seed=3, device="cpu", quiet=True))
+
+        from ingp.sdf.fit import make_step
+
+        for eikonal in (0.0, 0.1):
+            model, loss_fn, optimizer, pool = sdf_pieces()
+            step = make_step(model, loss_fn, optimizer, pool, SDF_BATCH, eikonal, world.part(SDF_BATCH))
+            losses = [float(step(i)) for i in range(STEPS)]
+            torch.save({"params": model.params.detach().clone(), "optimizer": optimizer.state_dict(),
+                        "losses": losses}, out / f"sdf{eikonal}.rank{rank}.pt")
+
+        trainer = nerf_trainer(Path(scene))
+        losses = [float(trainer.step(0))]
+        first = nerf_record(trainer)
+        losses += [float(trainer.step(i)) for i in range(1, NERF_STEPS)]
+        torch.save({**nerf_record(trainer), "losses": losses, "first": first}, out / f"nerf.rank{rank}.pt")
     finally:
         distributed.shutdown()

@@ -19,6 +19,7 @@ from ingp.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_workers  # noqa: E402
+from test_nerf_fit import ball  # noqa: E402,F401  (the tiny NeRF scene fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,11 +54,12 @@ def tiny_image(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image_session(tiny_image, tmp_path_factory) -> Path:
-    """One 2-rank job running every image check (see ``dist_workers.image_session``)."""
+def image_session(tiny_image, ball, tmp_path_factory) -> Path:
+    """One 2-rank job running every check of the three primitives (``dist_workers.session``): process start-up
+    dominates, so it is paid once."""
     out = tmp_path_factory.mktemp("dist")
-    torch.multiprocessing.start_processes(dist_workers.image_session, args=(2, free_port(), str(tiny_image),
-                                                                            str(out)), nprocs=2, join=True,
+    torch.multiprocessing.start_processes(dist_workers.session, args=(2, free_port(), str(tiny_image), str(ball),
+                                                                      str(out)), nprocs=2, join=True,
                                           start_method="spawn")
     return out
 
@@ -164,3 +166,57 @@ def test_a_crashing_rank_stops_the_job_with_a_nonzero_status(tmp_path):
     elapsed = time.perf_counter() - t0
     assert result.returncode != 0 and elapsed < 60, (result.returncode, elapsed, result.stderr[-2000:])
     assert "rank 1 crashes at step 2" in result.stderr + result.stdout
+
+
+def reference_sdf(eikonal: float, n_ranks: int = 2):
+    """One process: per step, draw the global batch; for each rank's slice in rank order, its share of the data
+    loss plus its off-surface part of the eikonal mean, backpropagated into the same gradient; one step."""
+    model, loss_fn, optimizer, pool = dist_workers.sdf_pieces()
+    n = dist_workers.SDF_BATCH
+    n_surface = pool.counts(n)[0]
+    for _ in range(dist_workers.STEPS):
+        x_all, t_all = pool.sample(n)
+        optimizer.zero_grad()
+        for r in range(n_ranks):
+            a, b = World(r, n_ranks).part(n)
+            x, t = x_all[a:b].clone().requires_grad_(eikonal > 0), t_all[a:b]
+            y = model(x).float()
+            loss = loss_fn(y, t) * ((b - a) / n)
+            if eikonal > 0:
+                off = torch.arange(a, b) >= n_surface
+                (g,) = torch.autograd.grad(y[off].sum(), x, create_graph=True)
+                loss = loss + eikonal * ((g[off].norm(dim=1) - 1) ** 2).sum() / (n - n_surface)
+            loss.backward()
+        optimizer.step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("eikonal", [0.0, 0.1])
+def test_sdf_two_ranks_equal_one_process_accumulating_both_halves(image_session, eikonal):
+    torch.set_num_threads(1)
+    ranks = [torch.load(image_session / f"sdf{eikonal}.rank{r}.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(ranks[0]["params"], ranks[1]["params"])
+    assert_states_equal(ranks[0]["optimizer"], ranks[1]["optimizer"])
+    model, optimizer = reference_sdf(eikonal)
+    assert torch.equal(ranks[0]["params"], model.params.detach()), \
+        f"max difference {(ranks[0]['params'] - model.params).abs().max()}"
+    assert_states_equal(ranks[0]["optimizer"], optimizer.state_dict())
+
+
+def test_nerf_replicas_and_occupancy_grid_stay_identical_and_match_one_process(image_session, ball):
+    """Two ranks keep equal weights, occupancy grids, Adam state and ray counts; after one step they have traced
+    exactly the rays one process traces (same counts, same next ray count) and reached the same weights up to
+    float rounding (the loss is a sum of two half-batch means there)."""
+    torch.set_num_threads(1)
+    ranks = [torch.load(image_session / f"nerf.rank{r}.pt", weights_only=True) for r in range(2)]
+    for key in ("weights", "optimizer", "n_rays", "samples_seen", "samples_marched", "rays_seen", "losses"):
+        assert_states_equal(ranks[0][key], ranks[1][key])
+    assert set(ranks[0]["weights"]) >= {"density_params", "rgb_params"} and len(ranks[0]["weights"]) > 2  # + grid
+    single = dist_workers.nerf_trainer(ball)
+    loss = float(single.step(0))
+    first = ranks[0]["first"]
+    assert (first["samples_seen"], first["samples_marched"], first["rays_seen"], first["n_rays"]) == \
+        (single.samples_seen, single.samples_marched, single.rays_seen, single.n_rays)
+    assert ranks[0]["losses"][0] == pytest.approx(loss, rel=1e-5)
+    for name, w in single.weights().items():
+        assert torch.allclose(first["weights"][name], w.detach(), atol=1e-5, rtol=1e-4), name

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -172,15 +173,15 @@ def reduce_gradients(params: Iterable[torch.Tensor], stats: torch.Tensor | None 
     return _collective("gradient all-reduce", run)
 
 
-def data_parallel_backward(loss: torch.Tensor, params: Iterable[torch.Tensor], share: float,
+def data_parallel_backward(part: torch.Tensor, params: Iterable[torch.Tensor],
                            *counts: float) -> tuple[torch.Tensor, list[float]]:
-    """Backward of this rank's ``loss`` (a mean over its slice) scaled by ``share`` (``local_share``), then the
+    """Backward of this rank's ``part`` of the global loss (e.g. its mean loss times ``local_share``), then the
     gradient all-reduce. Returns (the global loss as a 0-d tensor, ``counts`` summed over the ranks). In a single
-    process: a plain ``loss.backward()``, the loss and the counts unchanged."""
+    process: a plain ``part.backward()``, the loss and the counts unchanged."""
     if not world().distributed:
-        loss.backward()
-        return loss.detach(), [float(c) for c in counts]
-    part = loss * share
+        part.backward()
+        return part.detach(), list(counts)
+    loss = part
     part.backward()
     stats = torch.tensor([float(part.detach()), *map(float, counts)], dtype=torch.float64,
                          device=_stats_device(loss))
@@ -285,6 +286,25 @@ def barrier() -> None:
         import torch.distributed as dist
 
         _collective("barrier", dist.barrier)
+
+
+def open_run(out, primitive: str, config: dict | None, *, resume: bool, overwrite: bool = False,
+             device: torch.device | str = "cpu"):
+    """``ingp.runs.open_or_create_run`` for a data-parallel fit: rank 0 opens or creates the run; the others only
+    read it (``--resume``: its config and checkpoint) and never write. Returns (the run on rank 0, else None;
+    the checkpoint state or None; the run's config)."""
+    from .runs import RunDir, open_or_create_run
+
+    w = world()
+    if w.rank == 0:
+        run, state = open_or_create_run(out, primitive, config, resume=resume, overwrite=overwrite, device=device)
+        return run, state, run.config() if resume else config
+    if resume:
+        run = RunDir(out, primitive=primitive)
+        return None, run.load_checkpoint(device), run.config()
+    if (Path(out) / "checkpoint.pt").exists() and not overwrite:
+        raise InputError(f"--out {out}: already holds a run; continue it with --resume or choose another folder")
+    return None, None, config
 
 
 # ---- entry point ---------------------------------------------------------------------------------------------------

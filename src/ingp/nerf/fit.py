@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..errors import ConfigError, InputError
 from ..losses import build_loss
 from ..optim import build_optimizer
@@ -76,15 +77,20 @@ class Trainer:
         self.samples_marched = 0
         self.rays_seen = 0
         self.first_loss = None
+        self.world = distributed.world()  # under torchrun each rank trains its slice of every step's rays
 
-    def draw_rays(self, n: int):
-        """n random pixels -> origins, directions (n, 3), target RGBA (n, 4) in [0, 1]."""
+    def draw_rays(self, n: int, part: tuple[int, int] | None = None):
+        """n random pixels -> origins, directions (n, 3), target RGBA (n, 4) in [0, 1]. With ``part`` =
+        (start, stop) only that slice of the n rays is made (the random stream advances by all n either way)."""
         n_img, h, w = self.images.shape[:3]
         img = torch.randint(0, n_img, (n,), device=self.device)
         px = torch.randint(0, h * w, (n,), device=self.device)
+        ju, jv = torch.rand(n, device=self.device), torch.rand(n, device=self.device)
+        if part is not None:
+            img, px, ju, jv = (t[part[0]:part[1]] for t in (img, px, ju, jv))
         v, u = px // w, px % w
-        o, d = pixel_rays(self.c2w[img], self.intr[img], self.dist[img], u.float() + torch.rand(n, device=self.device),
-                          v.float() + torch.rand(n, device=self.device), self.scene.fisheye)
+        o, d = pixel_rays(self.c2w[img], self.intr[img], self.dist[img], u.float() + ju, v.float() + jv,
+                          self.scene.fisheye)
         return o, d, self.images[img, v, u].float() / 255
 
     def update_grid(self, step: int) -> None:
@@ -99,9 +105,13 @@ class Trainer:
 
     def step(self, step: int) -> torch.Tensor:
         self.update_grid(step)
-        n = int(self.n_rays)
-        o, d, target = self.draw_rays(n)
-        bg = torch.rand(n, 3, device=self.device)  # random backgrounds teach transparency
+        n_global = int(self.n_rays)
+        part = self.world.part(n_global, even=False) if self.world.distributed else None
+        o, d, target = self.draw_rays(n_global, part)
+        bg = torch.rand(n_global, 3, device=self.device)  # random backgrounds teach transparency
+        if part is not None:  # every rank draws every ray's numbers, so all random streams stay equal
+            bg = bg[part[0]:part[1]]
+        n = len(o)
         target = target[:, :3] * target[:, 3:] + bg * (1 - target[:, 3:])
         s = march(self.grid, o, d, self.aabb, cone=self.cone)
         marched = len(s)
@@ -113,16 +123,25 @@ class Trainer:
         colour, _, _ = composite(sigma, rgb, s, n, bg)
         loss = self.loss_fn(colour, target)
         self.optimizer.zero_grad()
-        loss.backward()
+        trained = len(s)
+        if part is None:
+            loss.backward()
+        else:  # sums over the ranks: gradients, loss, and the sample counts that steer the ray count
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            local_marched = marched
+            loss, (trained, marched) = distributed.data_parallel_backward(
+                loss * distributed.local_share(*part, n_global), params, trained, marched)
+            trained, marched, n = int(trained), int(marched), n_global
+            self.samples_marched += marched - local_marched  # counted over all ranks, as in one process
         self.optimizer.step()
         if self.first_loss is None:
             self.first_loss = float(loss.detach())
-        self.samples_seen += len(s)
+        self.samples_seen += trained
         self.rays_seen += n
         target_samples = self.training["target_samples"]
         # instant-ngp's rule: scale the ray count by target / measured samples, smoothed so one step cannot swing it;
         # marched samples are held to MAX_MARCHED_PER_TRAINED x the target, which bounds the density pass's memory
-        ratio = min(target_samples / max(len(s), 1), MAX_MARCHED_PER_TRAINED * target_samples / max(marched, 1))
+        ratio = min(target_samples / max(trained, 1), MAX_MARCHED_PER_TRAINED * target_samples / max(marched, 1))
         self.n_rays = float(min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 256), self.training["max_rays"]))
         return loss.detach()
 
@@ -154,30 +173,34 @@ def check_config(config: dict) -> dict:
 
 def fit_nerf(data: Path, out: Path, *, model_config: dict | None = None, budget: Budget, seed: int = 1337,
              device: str = "auto", quiet: bool = False, resume: bool = False, downscale: int = 1,
-             training: dict | None = None, n_eval_views: int | None = 20, overwrite: bool = False) -> dict:
-    """Train on ``data`` into run folder ``out``; returns the metrics written to ``metrics.json``."""
-    from ..runs import open_or_create_run
-    from .evaluate import evaluate_views
-
+             training: dict | None = None, n_eval_views: int | None = 20, overwrite: bool = False,
+             view=None) -> dict:
+    """Train on ``data`` into run folder ``out``; returns the metrics written to ``metrics.json``. Under torchrun
+    every rank traces its slice of each step's rays and rank 0 writes the run (``ingp.distributed``). ``view``: a
+    ``web.live.LiveView`` (``--view``) that shows the training in the browser."""
     dev = resolve_device(device)
-    train_scene, test_scene = load_splits(data, downscale)  # every input check before the run folder is touched
-    if not resume:
-        check_config(model_config if model_config is not None else default_model_config())
-        cfg = resolved_config(model_config if model_config is not None else default_model_config(),
-                              train_scene.aabb_scale)
-        t = {**DEFAULT_TRAINING, **(training or {})}
-        if t["target_samples"] is None:
-            t["target_samples"] = default_target_samples(dev)
-        if t["cone_angle"] is None:
-            t["cone_angle"] = cone_angle(train_scene.aabb_scale)
-        config = {"primitive": "nerf", "data": {"path": str(Path(data).resolve()), "downscale": downscale,
-                                                "aabb_scale": train_scene.aabb_scale,
-                                                "aabb": list(train_scene.aabb()), "n_train": len(train_scene)},
-                  "model": cfg, "training": {**t, "seed": seed}}
-    else:
-        config = None
-    run, state = open_or_create_run(out, "nerf", config, resume=resume, overwrite=overwrite, device=dev)
-    config = run.config()
+    world = distributed.world()  # under torchrun: rank 0 writes the run, every rank trains its rays
+    with distributed.agree():  # a startup failure on any rank stops every rank with its message
+        train_scene, test_scene = load_splits(data, downscale)  # input checks before the run folder is touched
+        if not resume:
+            check_config(model_config if model_config is not None else default_model_config())
+            cfg = resolved_config(model_config if model_config is not None else default_model_config(),
+                                  train_scene.aabb_scale)
+            t = {**DEFAULT_TRAINING, **(training or {})}
+            if t["target_samples"] is None:
+                t["target_samples"] = default_target_samples(dev)
+            if t["cone_angle"] is None:
+                t["cone_angle"] = cone_angle(train_scene.aabb_scale)
+            config = {"primitive": "nerf", "data": {"path": str(Path(data).resolve()), "downscale": downscale,
+                                                    "aabb_scale": train_scene.aabb_scale,
+                                                    "aabb": list(train_scene.aabb()), "n_train": len(train_scene)},
+                      "model": cfg, "training": {**t, "seed": seed}}
+        else:
+            config = None
+        run, state, config = distributed.open_run(out, "nerf", config, resume=resume, overwrite=overwrite,
+                                                  device=dev)
+    distributed.check_same(config, "the run config")
+    distributed.barrier()  # every rank has read the checkpoint before rank 0 may replace it
     t = config["training"]
     trainer = Trainer(train_scene, config["model"], t, t["seed"], dev)
     progress = Progress()
@@ -189,8 +212,18 @@ def fit_nerf(data: Path, out: Path, *, model_config: dict | None = None, budget:
         run.save_checkpoint({"step": p.step, "seconds": p.seconds, "loss": p.loss, **trainer.state()},
                             trainer.weights())
 
-    progress = train(trainer.step, budget, progress=progress, save=save, quiet=quiet,
-                     label=f"fit {Path(data).name}")
+    progress = train(trainer.step, distributed.shared_budget(budget), progress=progress, save=save if run else None,
+                     quiet=quiet or world.rank > 0, label=f"fit {Path(data).name}",
+                     hooks=[view.attach(run, trainer.weights, test_scene)] if view and run else [])
+    return distributed.on_rank0(lambda: _finish(run, trainer, test_scene, progress, n_eval_views, dev))
+
+
+def _finish(run, trainer: Trainer, test_scene: Scene, progress: Progress, n_eval_views: int | None,
+            dev: torch.device) -> dict:
+    """Rank 0 (or the only process): evaluate on the held-out views, write metrics.json; returns the metrics."""
+    from .evaluate import evaluate_views
+
+    t = run.config()["training"]
     t0 = time.perf_counter()
     figures = evaluate_views(trainer.model, trainer.grid, test_scene, n_views=n_eval_views, cone=t["cone_angle"],
                              out_dir=run.path / "eval")
@@ -202,7 +235,7 @@ def fit_nerf(data: Path, out: Path, *, model_config: dict | None = None, budget:
                "marched_samples_per_second": trainer.samples_marched / seconds,
                "occupancy": trainer.grid.occupancy_fraction(), "first_loss": trainer.first_loss,
                "render_seconds_per_view": figures["seconds_per_view"],
-               "eval_seconds": time.perf_counter() - t0, **environment(dev)}
+               "eval_seconds": time.perf_counter() - t0, "ranks": trainer.world.size, **environment(dev)}
     if dev.type == "cpu":
         import resource
 
