@@ -69,17 +69,26 @@ def march(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[flo
     """Rays (N, 3) origins, (N, 3) unit directions -> packed occupied samples, from step ``start`` (N,) (default 0),
     at most ``max_samples`` per ray (0: all).
 
-    On CPU a numba walk per ray skips empty cells (``kernels/march_numba.py``); elsewhere, or with the torch
-    kernel backend forced, ``march_dense`` filters every candidate step. Both give the same samples (tested).
+    Float32 rays on CUDA (or with ``INGP_KERNELS=triton``) take a Triton walk that skips empty cells
+    (``kernels/march_triton.py``), on CPU a numba one (``kernels/march_numba.py``); otherwise, or with the torch
+    kernel backend forced, ``march_dense`` filters every candidate step. All give the same samples (tested). The
+    Triton path synchronises with the host once per call, to read the sample count that sizes the output.
     """
-    from ..kernels import current_backend, numba_available
+    from ..kernels import current_backend, numba_available, use_triton
 
     dt_min = min_step(grid.R)
     dt_max = dt_min * (1 << (grid.K - 1)) if dt_max is None else dt_max
     start = torch.zeros(len(o), dtype=torch.long, device=o.device) if start is None else start
     t_near, t_far = box_intersect(o, d, *aabb)
     t_near = t_near.clamp_min(NEAR)
-    fast = o.device.type == "cpu" and o.dtype == torch.float32 and d.dtype == torch.float32
+    fast = o.dtype == torch.float32 and d.dtype == torch.float32
+    if fast and use_triton(o.device):
+        from ..kernels.march_triton import march_triton
+
+        ray, t, dt, resume = march_triton(grid.bitfield, grid.K, grid.R, o, d, t_near, t_far, dt_min, dt_max, cone,
+                                          MAX_STEPS, start, max_samples)
+        return Samples(ray, t, dt, o[ray] + t[:, None] * d[ray], d[ray], resume)
+    fast = fast and o.device.type == "cpu"
     if not (fast and current_backend() != "torch" and numba_available()):
         return march_dense(grid, o, d, t_near, t_far, dt_min, dt_max, cone, start, max_samples)
     from ..kernels.march_numba import march_numba
