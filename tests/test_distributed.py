@@ -149,24 +149,34 @@ def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_torchrun_cli_uneven_batch_is_one_line_per_rank(tiny_image, tmp_path):
-    result = torchrun("-m", "ingp", "image", "fit", str(tiny_image), "--out", str(tmp_path / "run"), "--steps",
-                      "1", "--batch-size", "1001", "--quiet")
-    assert result.returncode != 0
+def test_cli_errors_are_one_line_per_rank_and_a_crashing_rank_stops_the_job(tiny_image, tmp_path):
+    """One torchrun launch: ``ingp image fit`` with a batch two ranks cannot split prints one line on each rank and
+    returns 2; then rank 1 dies after two all-reduces, and the job must end, non-zero, well within the timeout."""
+    t0 = time.perf_counter()
+    result = torchrun(str(Path(__file__).parent / "dist_crash.py"), str(tiny_image), str(tmp_path / "run"),
+                      timeout=90)
+    elapsed = time.perf_counter() - t0
     lines = [line for line in result.stderr.splitlines() if line.startswith("ingp: error:")]
     assert len(lines) == 2 and all("--batch-size 1001 does not split evenly over 2 ranks" in s for s in lines), \
         result.stderr[-2000:]
+    assert "rank 0: cli status 2" in result.stderr and "rank 1: cli status 2" in result.stderr
     assert not (tmp_path / "run").exists()
-
-
-def test_a_crashing_rank_stops_the_job_with_a_nonzero_status(tmp_path):
-    """Rank 1 dies after two steps; rank 0 would wait in its next all-reduce: the job must end, non-zero, fast."""
-    t0 = time.perf_counter()
-    result = torchrun(str(Path(__file__).parent / "dist_crash.py"), timeout=90)
-    elapsed = time.perf_counter() - t0
+    assert "rank 1 crashes at step 2" in result.stderr
     assert result.returncode != 0 and elapsed < 60, (result.returncode, elapsed, result.stderr[-2000:])
-    assert "rank 1 crashes at step 2" in result.stderr + result.stdout
 
+
+def test_missing_rendezvous_is_one_line(monkeypatch, capsys):
+    from ingp import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert distributed.main(["image", "fit", "x.png", "--out", "o"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ingp: error: WORLD_SIZE is 2 but $MASTER_ADDR, $MASTER_PORT not set: launch with torchrun"
+    with pytest.raises(InputError, match="torch.distributed is not initialised"):  # the ingp script under torchrun
+        distributed.world()
 
 def reference_sdf(eikonal: float, n_ranks: int = 2):
     """One process: per step, draw the global batch; for each rank's slice in rank order, its share of the data

@@ -17,7 +17,8 @@ from . import __version__
 from .errors import ConfigError, InputError, TrainingDiverged
 
 # Modules with ``register(commands)``; each adds its sub-parsers and sets ``handler`` on them.
-COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli"]
+COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli",
+                   "ingp.sweep"]
 
 
 def positive_int(text: str) -> int:

@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m ingp``: the ``ingp`` command, inside a torch.distributed job when torchrun started it."""
     from .cli import main as cli_main
 
+    import torch.distributed as dist
+
+    joined = not (dist.is_available() and dist.is_initialized())  # this call joins the job (and leaves it)
     try:
         w = init_from_env()
     except (InputError, DistributedError) as err:
@@ -324,5 +327,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingp: error: {err}", file=sys.stderr, flush=True)
         return 1
     finally:
-        if w.distributed:
+        if w.distributed and joined:
             shutdown()
