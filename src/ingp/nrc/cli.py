@@ -1,0 +1,57 @@
+"""``ingp nrc render SCENE --frames N --out DIR``: argument parsing only; the handler imports the heavy code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import add_device_argument, positive_int
+
+
+def run_render(args) -> int:
+    from .commands import render_command
+
+    if args.threads is not None:
+        import torch
+
+        from .tracer import set_threads
+
+        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+    metrics = render_command(args.scene, args.out, frames=args.frames, use_cache=not args.no_cache,
+                             animate=args.animate, width=args.width, height=args.height,
+                             reference_spp=args.reference_spp, position_encoding=args.encoding, seed=args.seed,
+                             device=args.device, quiet=args.quiet, reference_folder=args.reference_dir)
+    t = metrics["seconds_per_frame"]
+    print(f"MSE {metrics['mse']:.4e} after {metrics['frames']} frames in {metrics['seconds']:.1f} s "
+          f"({t['tracing']:.3f} s tracing, {t['inference']:.3f} s inference, {t['training']:.3f} s training per "
+          f"frame); wrote {args.out}/")
+    return 0
+
+
+def register(commands) -> None:
+    nrc = commands.add_parser("nrc", help="path tracing with a neural radiance cache trained while it renders",
+                              description="Neural radiance caching (Müller et al. 2021) with a hash-grid cache.")
+    verbs = nrc.add_subparsers(dest="verb", required=True, metavar="VERB")
+    render = verbs.add_parser("render", help="render frames of a built-in scene into a run folder",
+                              description="Render SCENE (cornell or glossy) one path per pixel per frame, the cache "
+                                          "learning as it goes; writes frames/*.png, render.mp4, final.png and "
+                                          "metrics.json (MSE against a converged reference, time split per frame).")
+    render.add_argument("scene", help="built-in scene: cornell or glossy")
+    render.add_argument("--out", type=Path, required=True, help="run folder to write (created if missing)")
+    render.add_argument("--frames", type=positive_int, default=30, help="frames to render (default: 30)")
+    render.add_argument("--no-cache", action="store_true", help="plain path tracing (same tracer, no cache)")
+    render.add_argument("--animate", action="store_true",
+                        help="the Cornell box light jumps from x = 0.5 to x = 0.25 halfway through")
+    render.add_argument("--width", type=positive_int, default=256, help="image width (default: 256)")
+    render.add_argument("--height", type=positive_int, default=256, help="image height (default: 256)")
+    render.add_argument("--reference-spp", type=positive_int, default=1024,
+                        help="paths per pixel of the reference (computed once, then cached; default: 1024)")
+    render.add_argument("--reference-dir", type=Path,
+                        help="folder of cached references (default: $INGP_CACHE_DIR/nrc or ~/.cache/ingp/nrc)")
+    render.add_argument("--encoding", choices=("hashgrid", "trianglewave", "oneblob"), default="hashgrid",
+                        help="the cache's position encoding (default: hashgrid)")
+    render.add_argument("--threads", type=positive_int, help="CPU threads for the tracer and torch")
+    render.add_argument("--seed", type=int, default=1337)
+    add_device_argument(render)
+    render.add_argument("--quiet", action="store_true", help="print only the result line")
+    render.set_defaults(handler=run_render)

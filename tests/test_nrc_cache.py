@@ -1,0 +1,87 @@
+"""The radiance cache inside the NRC loop: it learns (loss falls over frames), a NaN resets it instead of poisoning
+frames, and a frame's pixels are what the paths gathered plus throughput times the cache."""
+
+import numpy as np
+import torch
+
+from ingp.nrc import tracer
+from ingp.nrc.cache import RadianceCache, cache_config
+from ingp.nrc.render import Renderer, Settings
+from ingp.nrc.scene import load_scene
+
+
+def _small_config():
+    config = cache_config()
+    config["encoding"]["nested"][0].update(n_levels=4, log2_hashmap_size=10)
+    config["network"]["n_neurons"] = 32
+    return config
+
+
+def _renderer(**kw):
+    settings = Settings(width=32, height=32, n_train=256, batch_size=512, steps=2, seed=3, **kw)
+    return Renderer(load_scene("cornell"), settings, config=_small_config())
+
+
+def test_cache_loss_falls_over_frames():
+    torch.manual_seed(0)
+    r = _renderer()
+    losses = []
+    for _ in range(10):
+        r.frame()
+        losses.append(r.cache.last_loss)
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    print("cache loss per frame:", np.round(losses, 3))
+    assert last < 0.6 * first
+    assert r.cache.resets == 0
+
+
+def test_nan_in_the_cache_resets_it():
+    r = _renderer()
+    for _ in range(2):
+        r.frame()
+    with torch.no_grad():
+        r.cache.model.params[5] = float("nan")
+    image, _ = r.frame()  # the poisoned cache answers NaN: reset, and the frame uses zeros for the cache
+    assert r.cache.resets == 1
+    assert np.isfinite(image).all()
+    assert torch.isfinite(r.cache.model.params).all()
+    image, _ = r.frame()
+    assert np.isfinite(image).all() and r.cache.resets == 1
+
+
+def test_non_finite_targets_are_dropped_and_a_non_finite_loss_resets():
+    cache = RadianceCache(cache_config(), seed=1)
+    x = np.random.default_rng(0).random((64, tracer.N_FEATURES))
+    y = np.ones((64, 3))
+    y[3] = np.nan
+    assert np.isfinite(cache.train(x, y, steps=1))
+    assert cache.resets == 0
+    cache.train(x, np.full((64, 3), 1e38) * 1e10, steps=1)  # inf targets: dropped, nothing left to train on
+    assert cache.resets == 0
+    with torch.no_grad():
+        cache.model.params[-1] = float("inf")
+    cache.train(x, y, steps=1)
+    assert cache.resets == 1 and torch.isfinite(cache.model.params).all()
+
+
+def test_frame_is_gathered_radiance_plus_throughput_times_cache():
+    """Re-trace the same rays with the same seed and compose by hand."""
+    r = _renderer()
+    r.frame()
+    state = r.rng.bit_generator.state
+    image, _ = r.frame()
+    r.rng.bit_generator.state = state
+    s = r.settings
+    n = s.width * s.height
+    orig, dirs = r.scene.camera.rays(s.width, s.height, r.rng)
+    slots = np.full(n, -1, dtype=np.int64)
+    slots[r.rng.choice(n, s.n_train, replace=False)] = np.arange(s.n_train)
+    unbiased = r.rng.random(s.n_train) < s.unbiased_fraction
+    seed = int(r.rng.integers(1 << 62))
+    fr = tracer.trace_paths(r.scene, orig, dirs, seed, use_cache=True, train_slot=slots, train_unbiased=unbiased,
+                            max_vertices=s.max_vertices)
+    # the cache has trained since; so compare only the pixels that did not query it
+    plain = ~fr.q_valid
+    assert plain.any() and fr.q_valid.mean() > 0.5
+    assert np.allclose(image.reshape(-1, 3)[plain], fr.radiance[plain])
+    assert np.all(fr.q_beta[fr.q_valid] >= 0)

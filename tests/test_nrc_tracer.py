@@ -1,0 +1,143 @@
+"""The path tracer behind `ingp nrc`: unbiased against closed-form answers (furnace, a lit floor), energy
+conserving BSDF sampling, and bad scenes refused with one line."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ingp.errors import InputError
+from ingp.nrc import tracer
+from ingp.nrc.scene import Camera, Material, box, build_scene, load_scene, quad
+
+
+def _furnace(albedo=0.5, emission=1.0):
+    """A closed cube whose walls all emit ``emission`` and reflect ``albedo`` diffusely: L = Le / (1 - albedo)."""
+    mesh = box((0.5, 0.5, 0.5), (1, 1, 1))
+    mesh.invert()  # normals inward: the walls emit into the cube
+    mat = Material(diffuse=(albedo,) * 3, emission=(emission,) * 3)
+    return build_scene("furnace", [(mesh, mat)], Camera(origin=(0.5, 0.5, 0.5), target=(0.5, 0.5, 0.0)))
+
+
+def _rays(n, seed=0, origin=(0.5, 0.5, 0.5)):
+    d = np.random.default_rng(seed).normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return np.broadcast_to(np.asarray(origin, float), d.shape).copy(), d
+
+
+def test_furnace_gives_le_over_one_minus_albedo():
+    for albedo in (0.3, 0.7):
+        scene = _furnace(albedo)
+        o, d = _rays(40000)
+        frame = tracer.trace_paths(scene, o, d, seed=3, max_depth=200)
+        mean = frame.radiance.mean(axis=0)
+        err = frame.radiance.std(axis=0) / math.sqrt(len(o))
+        print(f"furnace albedo {albedo}: {mean} expected {1 / (1 - albedo):.4f} (std err {err.max():.4f})")
+        assert np.all(np.abs(mean - 1 / (1 - albedo)) < 4 * err + 1e-3)
+
+
+def test_furnace_with_exact_cache_is_exact_in_the_mean():
+    """Paths that end in a cache holding the true scattered radiance (Le·a/(1-a)) estimate the same answer."""
+    albedo = 0.6
+    scene = _furnace(albedo)
+    o, d = _rays(20000, seed=1)
+    frame = tracer.trace_paths(scene, o, d, seed=5, use_cache=True)
+    assert frame.q_valid.mean() > 0.5
+    exact_scattered = albedo / (1 - albedo)
+    total = frame.radiance + frame.q_beta * exact_scattered * frame.q_valid[:, None]
+    err = total.std(axis=0) / math.sqrt(len(o))
+    print(f"furnace + oracle cache: {total.mean(axis=0)} expected {1 / (1 - albedo):.4f}")
+    assert np.all(np.abs(total.mean(axis=0) - 1 / (1 - albedo)) < 4 * err + 1e-3)
+
+
+def _lit_floor(albedo=0.5, half=0.5, height=1.0, emission=2.0):
+    floor = quad((-5, 0, 5), (10, 0, 0), (0, 0, -10))  # normal +y
+    light = quad((-half, height, -half), (2 * half, 0, 0), (0, 0, 2 * half))  # normal -y: faces the floor
+    return build_scene("lit floor", [(floor, Material(diffuse=(albedo,) * 3)),
+                                     (light, Material(emission=(emission,) * 3))],
+                       Camera(origin=(0, 2, 2), target=(0, 0, 0)))
+
+
+def _parallel_rectangle_form_factor(a, b, c):
+    """Form factor from a differential area to a parallel a x b rectangle at distance c above one corner."""
+    x, y = a / c, b / c
+    return (x / math.hypot(1, x) * math.atan(y / math.hypot(1, x))
+            + y / math.hypot(1, y) * math.atan(x / math.hypot(1, y))) / (2 * math.pi)
+
+
+def test_floor_under_a_square_light_matches_the_form_factor():
+    albedo, half, height, le = 0.5, 0.5, 1.0, 2.0
+    scene = _lit_floor(albedo, half, height, le)
+    n = 40000
+    target = np.zeros(3)
+    o = np.tile([1.5, 0.4, 0.3], (n, 1))
+    d = target - o
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    frame = tracer.trace_paths(scene, o, d, seed=11)
+    expected = albedo * le * 4 * _parallel_rectangle_form_factor(half, half, height)
+    mean, err = frame.radiance.mean(axis=0), frame.radiance.std(axis=0) / math.sqrt(n)
+    print(f"lit floor: {mean} expected {expected:.5f} (std err {err.max():.5f})")
+    assert np.all(np.abs(mean - expected) < 4 * err)
+    assert err.max() < 0.01 * expected  # the check has teeth: 1% resolution
+
+
+def _albedo_estimate(diffuse, specular, exponent, cos_o, n=40000, seed=0):
+    mats = (np.array([[diffuse] * 3], float), np.array([[specular] * 3], float), np.array([float(exponent)]))
+    rng = np.random.default_rng(seed)
+    wo = (math.sqrt(1 - cos_o**2), cos_o, 0.0)
+    total = np.zeros(3)
+    for u in rng.random((n, 3)):
+        out = tracer._bsdf_sample(0, *mats, 0.0, 1.0, 0.0, *wo, u[0], u[1], u[2])
+        total += out[3:6]
+    return total / n
+
+
+def test_bsdf_sampling_conserves_energy():
+    # at normal incidence the normalised Phong lobe reflects exactly its albedo; elsewhere it loses what falls below
+    est = _albedo_estimate(0.3, 0.6, 20, cos_o=1.0)
+    print("albedo at normal incidence:", est)
+    assert np.allclose(est, 0.9, atol=0.01)
+    for cos_o in (0.7, 0.3, 0.05):
+        est = _albedo_estimate(0.3, 0.6, 20, cos_o=cos_o)
+        assert np.all(est <= 0.9 + 0.01)
+    assert np.allclose(_albedo_estimate(0.8, 0.0, 1, cos_o=0.2), 0.8, atol=1e-9)  # Lambert: weight is exactly 0.8
+
+
+def test_bsdf_sample_weight_equals_eval_over_pdf():
+    diffuse, specular, exponent = (np.array([[0.2, 0.3, 0.1]]), np.array([[0.5, 0.4, 0.6]]), np.array([30.0]))
+    wo = (0.6, 0.8, 0.0)
+    rng = np.random.default_rng(2)
+    for u in rng.random((200, 3)):
+        wx, wy, wz, r, g, b, pdf = tracer._bsdf_sample(0, diffuse, specular, exponent, 0.0, 1.0, 0.0, *wo, *u)
+        fr, fg, fb, pdf2 = tracer._bsdf_eval(0, diffuse, specular, exponent, 0.0, 1.0, 0.0, *wo, wx, wy, wz)
+        if pdf > 0:
+            assert math.isclose(pdf, pdf2, rel_tol=1e-12)
+            assert np.allclose([r, g, b], np.array([fr, fg, fb]) / pdf, rtol=1e-12)
+
+
+def test_training_targets_walk_back_from_the_tail():
+    frame = tracer.Frame(1, 2, 3)
+    frame.t_count[:] = [3, 1]
+    frame.t_nee[0, :, 0] = [1.0, 2.0, 3.0]
+    frame.t_ratio[0, :, 0] = [0.5, 0.25, 2.0]
+    frame.t_nee[1, 0, 0], frame.t_ratio[1, 0, 0] = 4.0, 9.0
+    frame.tail_valid[:] = [True, False]
+    feats, targets = tracer.training_targets(frame, np.array([[10.0, 0, 0], [100.0, 0, 0]]))
+    # slot 0: L2 = 3 + 2*10 = 23, L1 = 2 + 0.25*23 = 7.75, L0 = 1 + 0.5*7.75 = 4.875; slot 1: no tail -> 4
+    assert np.allclose(targets[:, 0], [4.875, 7.75, 23.0, 4.0])
+    assert feats.shape == (4, tracer.N_FEATURES)
+
+
+def test_bad_scenes_are_refused_with_one_line():
+    with pytest.raises(InputError, match="unknown scene 'kitchen'"):
+        load_scene("kitchen")
+    with pytest.raises(InputError, match="no emitter"):
+        build_scene("dark", [(quad((0, 0, 0), (1, 0, 0), (0, 0, 1)), Material(diffuse=(0.5,) * 3))],
+                    Camera((0, 1, 0), (0, 0, 0)))
+    with pytest.raises(InputError, match="diffuse \\+ specular > 1"):
+        build_scene("hot", [(quad((0, 0, 0), (1, 0, 0), (0, 0, 1)), Material(diffuse=(0.7,) * 3, specular=(0.5,) * 3,
+                                                                             emission=(1,) * 3))],
+                    Camera((0, 1, 0), (0, 0, 0)))
+    with pytest.raises(InputError, match="finite"):
+        build_scene("nan", [(quad((0, 0, 0), (1, 0, 0), (0, 0, 1)), Material(emission=(float("nan"),) * 3))],
+                    Camera((0, 1, 0), (0, 0, 0)))
