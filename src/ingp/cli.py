@@ -17,7 +17,7 @@ from . import __version__
 from .errors import ConfigError, InputError, TrainingDiverged
 
 # Modules with ``register(commands)``; each adds its sub-parsers and sets ``handler`` on them.
-COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli",
+COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli", "ingp.nrc.cli",
                    "ingp.sweep"]
 
 
@@ -47,7 +47,7 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float | None = None) -> None:
     """The options every ``ingp <primitive> fit`` shares: --out, --seconds/--steps, --config, --seed, --device,
-    --quiet, --resume."""
+    --quiet, --resume, --view/--port/--open."""
     parser.add_argument("--out", type=Path, required=True, help="run folder to write (created if missing)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=positive_float, default=None,
@@ -61,6 +61,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint (budgets count the whole run)")
+    from .web.cli import port_number
+
+    parser.add_argument("--view", action="store_true", help="watch the training in the browser (snapshots, loss "
+                                                            "and quality curves; served on 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, default=8000, help="--view's port on 127.0.0.1 (default: 8000; "
+                                                                       "0: any free port)")
+    parser.add_argument("--open", action="store_true", help="with --view: open the page in the default browser")
 
 
 def build_parser() -> argparse.ArgumentParser:
