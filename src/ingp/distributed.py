@@ -63,12 +63,29 @@ class World:
         return self.rank * n // self.size, (self.rank + 1) * n // self.size
 
 
+_local_depth = 0  # > 0 inside ``local()``
+
+
+@contextlib.contextmanager
+def local():
+    """Inside this block ``world()`` is a single process even in a distributed job: for independent jobs that
+    ranks share out (the tile farm), each an ordinary fit."""
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
+
+
 def world() -> World:
     """The current world: from the initialised process group, else a single process. Under torchrun without an
     initialised group (the ``ingp`` script instead of ``-m ingp``) every rank would write the same run folder, so
     that is refused."""
     import torch.distributed as dist
 
+    if _local_depth:
+        return World()
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:

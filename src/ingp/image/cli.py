@@ -60,6 +60,10 @@ def run_fit(args) -> int:
     from .fit import fit_image
     from .io import read_image
 
+    if getattr(args, "tiles", None) is not None:  # a tile farm: one fit per tile, blended (image/tiles.py)
+        from .tiles import run_fit_tiles
+
+        return run_fit_tiles(args, model_config_from_args, DEFAULT_SECONDS)
     if args.resume:
         model_config = None
     else:
@@ -182,6 +186,11 @@ def register(commands) -> None:
     fit.add_argument("--loss", help="tcnn loss otype: L2, L1, RelativeL2, Huber, ... (default: L2)")
     fit.add_argument("--visualize", action="store_true",
                      help="save progress frames (prediction | reference) and progress.gif / progress.mp4")
+    fit.add_argument("--tiles", metavar="KxM", help="tile farm for images too big for one device: K columns x M "
+                     "rows of overlapping tiles, each its own model and job (torchrun ranks share them out); "
+                     "--steps/--seconds and the model options apply per tile")
+    fit.add_argument("--tile-overlap", type=int, default=32, metavar="PX",
+                     help="pixels a tile reaches into each neighbour; tiles cross-fade over twice this (default: 32)")
     fit.set_defaults(handler=run_fit)
 
     render = verbs.add_parser("render", help="render a run's image, whole or zoomed, at any size")

@@ -21,6 +21,10 @@ def load_run(path: Path, device: str = "auto") -> tuple[torch.nn.Module, dict]:
     run = RunDir(path, primitive="image")
     config = run.config()
     dev = resolve_device(device)
+    if "tiles" in config:  # a tile farm (``fit --tiles``): the tiles' models, cross-faded
+        from .tiles import load_tiled
+
+        return load_tiled(run, dev), config
     model = build_model(config["model"], config["image"]["channels"], config["training"]["seed"], dev)
     params = run.load_weights(dev)["params"]
     if params.shape != model.params.shape:
