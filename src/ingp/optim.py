@@ -21,9 +21,10 @@
 Which entries are "matrix" entries: an ingp module's flat ``params`` carries ``n_matrix_params`` (its MLP-weight
 prefix); any other tensor counts as all-matrix if it has 2 or more dims, else as all non-matrix.
 
-Adam's update runs as one fused numba pass on float32 CPU tensors (``kernels/adam_numba.py``), and as vectorised
-torch ops elsewhere (CUDA, MPS, other dtypes, or ``ingp.kernels.backend("torch")``); both are tested against a
-NumPy transcription of tcnn's kernel. Moments are float32 (float64 for float64 parameters), and half-precision
+Adam's update runs as one fused numba pass on float32 CPU tensors (``kernels/adam_numba.py``), as one fused Triton
+kernel on CUDA float32 / float16 / bfloat16 parameters (``kernels/adam_triton.py``, numba's arithmetic bit for bit),
+and as vectorised torch ops elsewhere (MPS, float64, or ``ingp.kernels.backend("torch")``); all are tested against
+a NumPy transcription of tcnn's kernel. Moments are float32 (float64 for float64 parameters), and half-precision
 parameters get a float32 master copy, as tcnn keeps full-precision weights.
 """
 
@@ -205,6 +206,9 @@ class Adam(_TcnnOptimizer):
         if _use_numba(p, grad):
             _adam_update_numba(p, grad, state, group, n_matrix, bounds)
             return
+        if _use_triton(p):
+            _adam_update_triton(p, grad, state, group, n_matrix, bounds)
+            return
         master = state.get("master")
         if master is not None:
             weights = master
@@ -248,6 +252,19 @@ def _use_numba(p: torch.Tensor, grad: torch.Tensor) -> bool:
     return name == "numba" or (name == "auto" and fast_ok and kernels.numba_available())
 
 
+def _use_triton(p: torch.Tensor) -> bool:
+    """CUDA parameters (or any with ``INGP_KERNELS=triton``) take the Triton kernel; float64 ones the torch path,
+    unless triton is forced, which then names the problem."""
+    if not kernels.use_triton(p.device):
+        return False
+    from .kernels.adam_triton import check_supported
+
+    problem = check_supported(p)
+    if problem is not None and kernels.current_backend() == "triton":
+        raise kernels.KernelError(f"INGP_KERNELS=triton: {problem}")
+    return problem is None
+
+
 # ---- the numba path ------------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
@@ -277,6 +294,35 @@ def _adam_update_numba(p, grad, state, group, n_matrix, bounds):
               float(group["gradient_clipping_magnitude"]), float(bounds[0]), float(min(bounds[1], 3.4e38)),
               bool(group["optimize_matrix_params"]), bool(group["optimize_non_matrix_params"]),
               bool(group["skip_zero_grad_non_matrix_params"]))
+
+
+# ---- the triton path -----------------------------------------------------------------------------------------------
+
+def _adam_update_triton(p, grad, state, group, n_matrix, bounds):
+    """The numba pass's arithmetic as one Triton kernel; a half-precision parameter gets its float32 master's
+    rounding written by the same kernel."""
+    from .kernels.adam_triton import adam_step_triton
+
+    master, low = state.get("master"), None
+    if master is not None:
+        weights = master
+        low = p.detach().view(-1) if p.is_contiguous() else None
+    elif p.is_contiguous():
+        weights = p.detach().view(-1)
+    else:
+        weights = p.detach().reshape(-1).clone()
+    debias = _debias_table_torch(group["beta1"], group["beta2"], state["max_step"], torch.float64, p.device)
+    adam_step_triton(weights, grad.detach().reshape(-1).contiguous(), state["exp_avg"], state["exp_avg_sq"],
+                     state["steps"], debias, n_matrix, float(group["lr"]), _f32(group["beta1"]),
+                     _f32(group["beta2"]), float(group["epsilon"]), float(group["l2_reg"]),
+                     float(group["non_matrix_l2_reg"]), float(group["non_matrix_learning_rate_factor"]),
+                     float(group["relative_decay"]), float(group["absolute_decay"]),
+                     float(group["clipping_magnitude"]), float(group["gradient_clipping_magnitude"]),
+                     float(bounds[0]), float(min(bounds[1], 3.4e38)), bool(group["optimize_matrix_params"]),
+                     bool(group["optimize_non_matrix_params"]), bool(group["skip_zero_grad_non_matrix_params"]),
+                     low=low)
+    if low is None and weights.data_ptr() != p.data_ptr():
+        p.detach().copy_(weights.view_as(p))
 
 
 # ---- the torch path ------------------------------------------------------------------------------------------------
