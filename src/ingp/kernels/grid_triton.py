@@ -127,7 +127,10 @@ def _corner(c, lo, hi, w, dw, d2w, offset, size, is_hashed, D: tl.constexpr, DER
             dsel = dsel + (tl.where(b, dw[i], -dw[i]),)
         if DERIVS >= 2:
             d2sel = d2sel + (tl.where(b, d2w[i], -d2w[i]),)
-    index = tl.where(is_hashed, h & (size - 1), s % size)
+    if is_hashed:  # uniform per program (one level each): hashed sizes are powers of two, no integer division
+        index = h & (size - 1)
+    else:
+        index = s % size
     return offset + index.to(tl.int64), sel, dsel, d2sel
 
 

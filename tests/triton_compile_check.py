@@ -1,0 +1,64 @@
+"""Compile the Triton grid kernels to sm_90 machine code on a machine without a GPU (ptxas ships with triton).
+
+Triton's interpreter accepts code its compiler rejects, so ``test_grid_triton`` runs this in a subprocess (the
+interpreter must be off: under ``TRITON_INTERPRET=1`` ``@triton.jit`` gives interpreted functions that cannot be
+compiled). Each compiled kernel must use no shared memory and no layout conversions: every per-point value stays in
+its thread's registers. ``python tests/triton_compile_check.py --all`` sweeps d = 1..7, F in {1,2,4,8}, every
+interpolation and both table dtypes (minutes); without ``--all`` a small set (seconds).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+
+QUICK = [(3, 2, "Linear", "fp32"), (5, 1, "Smoothstep", "fp16")]  # unrolled and looped corners
+
+
+def cases(full: bool):
+    if not full:
+        return QUICK
+    return [(d, f, interp, table) for d in range(1, 8) for f in (1, 2, 4, 8)
+            for interp in ("Linear", "Nearest", "Smoothstep") for table in ("fp32", "fp16")]
+
+
+def main() -> int:
+    assert os.environ.get("TRITON_INTERPRET", "0") in ("0", ""), "run with TRITON_INTERPRET unset or 0"
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from ingp.encodings.grid import GridEncoding
+    from ingp.kernels import grid_triton as gt
+
+    failures = 0
+    for d, f, interp, table in cases("--all" in sys.argv):
+        grid = GridEncoding(d, n_levels=2, n_features_per_level=f, interpolation=interp)
+        spec = {**gt._specialisation(grid), "EXACT_FMA": True}
+        pointers = {"table": table, "out": table, "grad_out": table, "offsets": "i64", "sizes": "i64",
+                    "hashed": "i32", "factors": "i32"}
+        derivs = interp != "Nearest"
+        for kernel, flags, block in (
+                (gt._forward, {}, gt.BLOCK_FORWARD),
+                (gt._backward, dict(NEED_PARAMS=True, NEED_X=derivs), gt.BLOCK_BACKWARD),
+                (gt._double_backward, dict(HAS_U=True, HAS_V=True, NEED_GO=True, NEED_DT=True, NEED_DX=derivs),
+                 gt.BLOCK_DOUBLE)):
+            constants = {**spec, **flags, "BLOCK": block}
+            signature = {name: "constexpr" if name in constants else
+                         ("i64" if name in ("n", "sxn", "sxd", "sgn", "sgf") else "*" + pointers.get(name, "fp32"))
+                         for name in inspect.signature(kernel.fn).parameters}
+            start = time.perf_counter()
+            compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                      target=GPUTarget("cuda", 90, 32), options={"num_warps": gt.NUM_WARPS})
+            ok = ("cubin" in compiled.asm and compiled.metadata.shared == 0
+                  and "convert_layout" not in compiled.asm["ttgir"])
+            failures += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} d={d} F={f} {interp:10s} {table} {kernel.fn.__name__:16s} "
+                  f"{time.perf_counter() - start:5.1f} s  shared={compiled.metadata.shared}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
