@@ -11,6 +11,7 @@ from ..cli import add_device_argument, add_fit_arguments, positive_float, positi
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
+CODEC_SECONDS = 240.0  # compress: per-image fitting budget
 DEFAULT_BATCH = 1 << 16  # measured on 2 CPU cores: more steps of 2^16 beat fewer of 2^18 at equal time
 
 
@@ -70,9 +71,13 @@ def run_fit(args) -> int:
         image = read_image(args.image)
         model_config = model_config_from_args(args, image.width, image.height)
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
-    metrics = fit_image(args.image, args.out, model_config=model_config, budget=budget,
-                        batch_size=args.batch_size, seed=args.seed, device=args.device, quiet=args.quiet,
-                        resume=args.resume, visualize=args.visualize, overwrite=getattr(args, "overwrite", False))
+    from ..web.live import view_from_args
+
+    with view_from_args(args) as view:
+        metrics = fit_image(args.image, args.out, model_config=model_config, budget=budget,
+                            batch_size=args.batch_size, seed=args.seed, device=args.device, quiet=args.quiet,
+                            resume=args.resume, visualize=args.visualize, overwrite=getattr(args, "overwrite", False),
+                            view=view)
     print(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} after {metrics['steps']} steps in "
           f"{metrics['seconds']:.1f} s ({metrics['n_params']:,} parameters); wrote {args.out}/")
     return 0
@@ -125,19 +130,22 @@ def run_convert(args) -> int:
 
 
 def run_compress(args) -> int:
-    from .codec import compress_command
+    from ..codec.commands import compress_command
+    from ..codec.fit import CodecOptions
 
-    report = compress_command(args.run, args.out, bits=args.bits, device=args.device,
-                              finetune_steps=args.finetune_steps, quiet=args.quiet)
+    steps = args.steps
+    seconds = None if steps and args.seconds is None else (args.seconds or CODEC_SECONDS)
+    options = CodecOptions(lam=args.lam, steps=steps, seconds=seconds, seed=args.seed, quiet=args.quiet)
+    report = compress_command(args.image, args.out, options, bpp=args.bpp, psnr=args.psnr)
     print(f"wrote {args.out}: {report['bytes']:,} bytes, {report['bpp']:.3f} bits per pixel, "
-          f"PSNR {report['psnr']:.2f} dB (unquantised {report['psnr_float']:.2f} dB)")
+          f"PSNR {report['psnr']:.2f} dB (lambda {report['lambda']:.3g}, encoded in {report['encode_seconds']:.0f} s)")
     return 0
 
 
 def run_decompress(args) -> int:
-    from .codec import decompress_command
+    from ..codec.commands import decompress_command
 
-    decompress_command(args.file, args.out, width=args.width, height=args.height)
+    decompress_command(args.file, args.out)
     print(f"wrote {args.out}")
     return 0
 
@@ -222,19 +230,25 @@ def register(commands) -> None:
     convert.add_argument("--scale", type=positive_float, default=1.0, help="resize factor in (0, 1] (default: 1)")
     convert.set_defaults(handler=run_convert)
 
-    compress = verbs.add_parser("compress", help="quantise and entropy-code a run into one small file")
-    compress.add_argument("run", type=Path, help="run folder")
-    compress.add_argument("--bits", type=int, choices=(16, 8, 6, 4), default=8, help="bits per value (default 8)")
+    compress = verbs.add_parser("compress", help="fit and code an image into a small .ingp file",
+                                description="A fitted neural codec: quantised multiresolution latent grids, a small "
+                                            "synthesis MLP and a learned autoregressive entropy model, range-coded. "
+                                            "8- or 16-bit gray, RGB or RGBA in; decodes to 8 bit.")
+    compress.add_argument("image", type=Path, help="the image to compress")
     compress.add_argument("--out", type=Path, required=True, help="output file (.ingp)")
-    compress.add_argument("--finetune-steps", type=int, default=0, metavar="N",
-                          help="quantisation-aware fine-tuning steps on the training image first (default: 0)")
-    add_device_argument(compress)
-    compress.add_argument("--quiet", action="store_true")
+    rate = compress.add_mutually_exclusive_group()
+    rate.add_argument("--lambda", dest="lam", type=positive_float, default=1e-3,
+                      help="rate weight: MSE + lambda * bits / pixel; larger is smaller (default: 1e-3)")
+    rate.add_argument("--bpp", type=positive_float, help="search lambda for at most this many bits per pixel")
+    rate.add_argument("--psnr", type=positive_float, help="search lambda for at least this PSNR (dB)")
+    compress.add_argument("--seconds", type=positive_float,
+                          help=f"fitting time budget, shared by the trials of a search (default: {CODEC_SECONDS:g})")
+    compress.add_argument("--steps", type=positive_int, help="fitting steps instead of (or as well as) --seconds")
+    compress.add_argument("--seed", type=int, default=0)
+    compress.add_argument("--quiet", action="store_true", help="no progress bar")
     compress.set_defaults(handler=run_compress)
 
-    decompress = verbs.add_parser("decompress", help="decode a compressed file to an image")
+    decompress = verbs.add_parser("decompress", help="decode a .ingp file to an 8-bit image")
     decompress.add_argument("file", type=Path, help="file written by `ingp image compress`")
-    decompress.add_argument("--out", type=Path, required=True, help="output .png, .exr, .npy, ...")
-    decompress.add_argument("--width", type=positive_int, help="output width (default: the original's)")
-    decompress.add_argument("--height", type=positive_int, help="output height (default: keeps the aspect)")
+    decompress.add_argument("--out", type=Path, required=True, help="output .png, .webp, .npy, ...")
     decompress.set_defaults(handler=run_decompress)

@@ -1,0 +1,188 @@
+"""The latent-grid codec: integer tables and networks against float references, wavefront causality, the rate
+term, a tiny fit, a bit-exact round trip in a fresh process, gray/RGBA, and one-line errors for bad files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ingp.cli import main
+from ingp.codec import bitstream, fixedpoint, laplace
+from ingp.codec.decode import decode_bytes, wavefront_order
+from ingp.codec.fit import CodecModel, CodecOptions, compress_pixels, fit, laplace_bits
+from ingp.codec.latents import CONTEXT, level_sizes, synthesis_input, upsample2x
+from ingp.codec.networks import MLP
+from ingp.image.io import write_image
+
+
+def test_integer_laplace_tables_equal_the_float_masses_within_2_to_the_minus_28():
+    m = laplace.masses(40)
+    assert m.shape == (laplace.N_SCALES, laplace.MU_STEPS, 81) and m.min() >= 0 and m.sum(-1).max() <= laplace.ONE
+    err = max(np.abs(m[s, f] / laplace.ONE - laplace.mass_reference(40, s, f)).max()
+              for s in range(laplace.N_SCALES) for f in range(laplace.MU_STEPS))
+    print(f"max |integer - float| mass: {err:.3g}")
+    assert err <= 2.0 ** -28
+
+
+def test_laplace_bits_equal_minus_log2_of_the_reference_mass():
+    x = torch.tensor([-3.0, 0.0, 0.2, 1.0, 7.0])
+    mu, log_b = torch.tensor([0.4, -0.3, 0.2, 1.7, 0.0]), torch.tensor([0.0, -1.0, 2.0, -3.0, 0.5])
+    b = torch.exp(log_b).double()
+    cdf = lambda z: torch.where(z < 0, 0.5 * torch.exp(z / b), 1 - 0.5 * torch.exp(-z / b))  # noqa: E731
+    ref = -torch.log2(cdf(x.double() + 0.5 - mu.double()) - cdf(x.double() - 0.5 - mu.double())).sum()
+    assert abs(float(laplace_bits(x, mu, log_b)) - float(ref)) < 1e-3
+
+
+def test_torch_bilinear_upsampling_equals_the_reference_2x_step():
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    levels = [torch.randn(s, dtype=torch.float64) for s in level_sizes(9, 13, 3)]
+    up1 = upsample2x(levels[2][None])[:, :5, :7]
+    ref = torch.cat([levels[0][None], upsample2x(torch.cat([levels[1][None], up1]))[:, :9, :13]])
+    assert torch.allclose(synthesis_input(levels), ref, atol=1e-12)
+    assert upsample2x(x).shape == (3, 10, 14)
+
+
+def test_integer_upsampling_equals_float_within_2_to_the_minus_12():
+    rng = np.random.default_rng(0)
+    levels = [rng.integers(-9, 10, s) for s in level_sizes(37, 29, 5)]
+    exact = synthesis_input([torch.tensor(q, dtype=torch.float64) for q in levels]).numpy()
+    fixed = fixedpoint.synthesis_input(levels) / 2.0 ** fixedpoint.ACT_BITS
+    assert fixed.shape == (5, 37, 29)
+    assert np.all(fixed <= exact + 1e-12) and np.abs(fixed - exact).max() <= 2.0 ** -12
+
+
+def test_integer_mlp_equals_the_float_mlp_with_rounded_weights():
+    torch.manual_seed(0)
+    net = MLP([9, 16, 16, 2])
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.weight, std=0.3)
+        torch.nn.init.normal_(layer.bias, std=0.3)
+    ctx = np.random.default_rng(1).integers(-20, 21, (500, 9))
+    bits = 10
+    with torch.no_grad():
+        ref = net(torch.tensor(ctx, dtype=torch.float32), frac_bits=bits).double().numpy()
+    fixed = fixedpoint.mlp(ctx * 2.0 ** fixedpoint.ARM_BITS, net.integer_layers(bits), bits, fixedpoint.ARM_BITS)
+    err = np.abs(fixed / 2.0 ** fixedpoint.ARM_BITS - ref).max()
+    bound = 2.0 ** -fixedpoint.ARM_BITS * (1 + 16 * 0.3 * 4) * 2  # one floor per layer, carried through |W|
+    print(f"max |fixed - float| entropy-model output: {err:.3g} (bound {bound:.3g})")
+    assert err <= bound
+
+
+def test_wavefront_order_decodes_every_context_first():
+    h, w = 7, 11
+    order = wavefront_order(h, w)
+    assert sorted(order) == list(range(h * w))
+    position = np.empty(h * w, dtype=int)
+    position[order] = np.arange(h * w)
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in CONTEXT:
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    assert position[(y + dy) * w + x + dx] < position[y * w + x]
+
+
+def _image(h=24, w=32, c=3, seed=0):
+    """Smooth gradients plus a little texture, values in [0, 1]."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    chans = [0.5 + 0.4 * np.sin(3 * xx + 2 * k) * np.cos(2 * yy + k) + 0.03 * rng.standard_normal((h, w))
+             for k in range(c)]
+    return np.clip(np.stack(chans, -1), 0, 1).astype(np.float32)
+
+
+def test_a_larger_rate_weight_gives_fewer_latent_bits():
+    pixels = _image()
+    bits = {}
+    for lam in (1e-4, 3e-2):
+        model = fit(pixels, CodecOptions(lam=lam, steps=40, seconds=None, n_levels=4))
+        with torch.no_grad():
+            bits[lam] = float(model("hard")[1])
+    print(f"latent bits at lambda 1e-4 / 3e-2: {bits}")
+    assert bits[3e-2] < 0.5 * bits[1e-4]
+
+
+def test_fitting_lowers_the_loss():
+    pixels = _image()
+    target = torch.from_numpy(pixels.reshape(-1, 3))
+    o = CodecOptions(lam=1e-3, steps=40, seconds=None, n_levels=4)
+
+    def loss(model):
+        with torch.no_grad():
+            recon, bits = model("hard")
+        return float(torch.mean((recon - target) ** 2) + o.lam * bits / pixels[..., 0].size)
+
+    before = loss(CodecModel(24, 32, 3, o))
+    after = loss(fit(pixels, o))
+    print(f"loss before {before:.4g}, after {after:.4g}")
+    assert after < 0.5 * before
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_round_trip_is_bit_exact_in_a_fresh_process(tmp_path, channels):
+    pixels = _image(20, 27, channels, seed=channels)
+    result = compress_pixels(pixels, CodecOptions(lam=1e-3, steps=25, seconds=None, n_levels=3))
+    assert result["decoded"].shape == (20, 27, channels)
+    mse = np.mean((result["decoded"] / 255.0 - pixels) ** 2)
+    assert mse < np.var(pixels)  # it learned something
+    path = tmp_path / "x.ingp"
+    path.write_bytes(result["data"])
+    code = ("import sys, numpy as np; from ingp.codec.decode import decode_bytes; "
+            "p, _ = decode_bytes(open(sys.argv[1], 'rb').read()); np.save(sys.argv[2], p)")
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "d.npy")], check=True)
+    assert np.array_equal(np.load(tmp_path / "d.npy"), result["decoded"])
+    # and through the CLI to a PNG
+    assert main(["image", "decompress", str(path), "--out", str(tmp_path / "d.png")]) == 0
+    from ingp.image.io import read_image
+    assert np.array_equal(read_image(tmp_path / "d.png").pixels, result["decoded"])
+
+
+def test_cli_compress_writes_a_file_that_decodes(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    write_image(src, _image(16, 16, 3), linear=False)
+    out = tmp_path / "a.ingp"
+    assert main(["image", "compress", str(src), "--out", str(out), "--steps", "20", "--quiet"]) == 0
+    assert "bits per pixel" in capsys.readouterr().out
+    pixels, header = decode_bytes(out.read_bytes())
+    assert pixels.shape == (16, 16, 3) and header.n_levels == 7
+
+
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory):
+    result = compress_pixels(_image(12, 12, 3), CodecOptions(steps=10, seconds=None, n_levels=3))
+    return result["data"]
+
+
+def _mutations(data: bytes) -> dict[str, bytes]:
+    corrupted = bytearray(data)
+    corrupted[len(data) // 2 + 8] ^= 0x40
+    version = bytearray(data)
+    version[len(bitstream.MAGIC)] = 99
+    return {"truncated": data[:len(data) - 5], "cut to the magic": data[:4], "corrupted": bytes(corrupted),
+            "unknown version": bytes(version), "wrong magic": b"XXXX" + data[4:],
+            "foreign": b"\x89PNG\r\n\x1a\n" + bytes(40), "empty": b""}
+
+
+@pytest.mark.parametrize("kind", ["truncated", "cut to the magic", "corrupted", "unknown version", "wrong magic",
+                                  "foreign", "empty"])
+def test_bad_files_give_one_line_and_exit_2_without_output(tmp_path, capsys, good_file, kind):
+    path = tmp_path / "bad.ingp"
+    path.write_bytes(_mutations(good_file)[kind])
+    out = tmp_path / "out.png"
+    assert main(["image", "decompress", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    print(kind, "->", err)
+    assert len(err.splitlines()) == 1 and str(path) in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_compressing_an_unreadable_image_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "o.ingp"
+    assert main(["image", "compress", str(bad), "--out", str(out), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and not out.exists()
