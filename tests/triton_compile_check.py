@@ -4,14 +4,17 @@ Triton's interpreter accepts code its compiler rejects, so ``test_grid_triton`` 
 interpreter must be off: under ``TRITON_INTERPRET=1`` ``@triton.jit`` gives interpreted functions that cannot be
 compiled). Each compiled kernel must use no shared memory and no layout conversions: every per-point value stays in
 its thread's registers. ``python tests/triton_compile_check.py --all`` sweeps d = 1..7, F in {1,2,4,8}, every
-interpolation and both table dtypes (minutes); without ``--all`` a small set (seconds).
+interpolation and both table dtypes (minutes); without ``--all`` a small set (seconds). ``--registers`` adds each
+kernel's register count and spills, from the ptxas that ships with triton (``ptxas -v``).
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 QUICK = [(3, 2, "Linear", "fp32"), (5, 1, "Smoothstep", "fp16")]  # unrolled and looped corners
@@ -22,6 +25,25 @@ def cases(full: bool):
         return QUICK
     return [(d, f, interp, table) for d in range(1, 8) for f in (1, 2, 4, 8)
             for interp in ("Linear", "Nearest", "Smoothstep") for table in ("fp32", "fp16")]
+
+
+def registers(ptx: str) -> str:
+    """'N registers, S spill bytes' by the newest ptxas bundled with triton (the PTX may be too new for others)."""
+    import triton
+
+    folder = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as fh:
+            fh.write(ptx)
+        for name in ("ptxas-blackwell", "ptxas"):
+            run = subprocess.run([os.path.join(folder, name), "-arch=sm_90a", "-v", path, "-o", os.devnull],
+                                 capture_output=True, text=True)
+            if run.returncode == 0:
+                info = [line.split("info    :")[-1].strip() for line in run.stderr.splitlines()
+                        if "Used" in line or "spill" in line]
+                return " | ".join(info)
+    return "ptxas failed"
 
 
 def main() -> int:
@@ -55,8 +77,9 @@ def main() -> int:
             ok = ("cubin" in compiled.asm and compiled.metadata.shared == 0
                   and "convert_layout" not in compiled.asm["ttgir"])
             failures += not ok
+            extra = "  " + registers(compiled.asm["ptx"]) if "--registers" in sys.argv else ""
             print(f"{'ok  ' if ok else 'FAIL'} d={d} F={f} {interp:10s} {table} {kernel.fn.__name__:16s} "
-                  f"{time.perf_counter() - start:5.1f} s  shared={compiled.metadata.shared}", flush=True)
+                  f"{time.perf_counter() - start:5.1f} s  shared={compiled.metadata.shared}{extra}", flush=True)
     return 1 if failures else 0
 
 
