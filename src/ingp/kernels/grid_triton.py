@@ -46,7 +46,7 @@ from .grid_torch import DENSE, HASH, encode_torch, index_modes
 
 BLOCK_FORWARD = 128  # points per program (one level per program)
 BLOCK_BACKWARD = 128
-BLOCK_DOUBLE = 64  # the double backward keeps d x (2 + d) per-corner values live
+BLOCK_DOUBLE = 64  # more live values per point (u, d/dx accumulators, per-corner weight derivatives)
 NUM_WARPS = 4
 UNROLL_MAX_DIMS = 4  # corners unrolled (2^d copies of the corner code) up to this many dims
 # Under the interpreter every op costs the same for 1 or 1000 points, so fewer, larger programs run much faster;
@@ -411,10 +411,11 @@ def _backward_launch(grid, x, table, grad_out, grad_table, grad_x) -> None:
     if n and (grad_table is not None or need_x):
         dummy = grad_table if grad_table is not None else grad_x
         block = _block(BLOCK_BACKWARD)
-        _backward[(triton.cdiv(n, block), grid.n_levels)](x, x.stride(0), x.stride(1), table, grad_out, grad_out.stride(0), grad_out.stride(1),
-                          dummy if grad_table is None else grad_table, dummy if grad_x is None else grad_x, n,
-                          *level_tensors(grid, x.device), **spec, NEED_PARAMS=grad_table is not None,
-                          NEED_X=need_x, BLOCK=block, num_warps=NUM_WARPS)
+        _backward[(triton.cdiv(n, block), grid.n_levels)](
+            x, x.stride(0), x.stride(1), table, grad_out, grad_out.stride(0), grad_out.stride(1),
+            dummy if grad_table is None else grad_table, dummy if grad_x is None else grad_x, n,
+            *level_tensors(grid, x.device), **spec, NEED_PARAMS=grad_table is not None, NEED_X=need_x, BLOCK=block,
+            num_warps=NUM_WARPS)
 
 
 def _float32_grad(like: torch.Tensor) -> torch.Tensor:
@@ -443,11 +444,14 @@ class _GridBackward(torch.autograd.Function):
         need_go, need_dx, need_dt = ctx.needs_input_grad[:3]
         need_dt = need_dt and u is not None  # grad_params does not depend on the table
         need_dx = need_dx and grid.interpolation != "Nearest"
-        d_go = torch.zeros(grad_out.shape, dtype=torch.float32, device=x.device) if need_go else None
+        n = x.shape[0]
+        launch = n and (u is not None or v is not None) and (need_go or need_dt or need_dx)
+        # every (point, column) of d/dgrad_out is written by the kernel: no zero fill when it runs
+        d_go = (torch.empty if launch else torch.zeros)(grad_out.shape, dtype=torch.float32, device=x.device) \
+            if need_go else None
         d_table = _float32_grad(params) if need_dt else None
         d_x = _float32_grad(x) if need_dx else None
-        n = x.shape[0]
-        if n and (u is not None or v is not None) and (need_go or need_dt or need_dx):
+        if launch:
             u32 = None if u is None else u.to(torch.float32).contiguous()
             v32 = None if v is None else v.to(torch.float32).contiguous()
             dummy = next(t for t in (d_go, d_table, d_x) if t is not None)
