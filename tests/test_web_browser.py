@@ -275,3 +275,80 @@ def test_nerf_camera_matches_python(browser, tmp_path):
     finally:
         page.close()
         server.shutdown()
+
+
+def test_live_view_reloads_newer_snapshots_keeping_the_camera(browser, tmp_path):
+    """A training image run with ``LiveView``: the page shows step N, then (after a few optimiser steps and a new
+    snapshot) step M > N with the camera the user set kept; each drawn view equals the PyTorch render of the weights
+    of the snapshot shown; the status line and the ground-truth toggle follow."""
+    import imageio.v3 as iio
+
+    from ingp.image.io import display_rgb8, read_image
+    from ingp.image.model import render
+    from ingp.runs import RunDir
+    from ingp.train import Progress
+    from ingp.web.live import LiveView
+
+    run_path = image_run(tmp_path / "run")
+    run = RunDir(run_path)
+    from ingp.image.commands import load_run
+
+    model, _ = load_run(run_path, "cpu")
+    yy, xx = np.mgrid[0:64, 0:96]
+    truth = np.stack([xx * 2.6, yy * 3.9, np.full_like(xx, 128)], -1).astype(np.uint8)  # neighbours differ by <= 4
+    iio.imwrite(tmp_path / "truth.png", truth)
+    view = LiveView(run_path, 0, interval=0.0, announce=lambda line: None)
+    view.attach(run, lambda: {"params": model.params}, read_image(tmp_path / "truth.png"))
+    page = browser.new_page(viewport={"width": 400, "height": 420})
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    try:
+        def snapshot(step: int) -> np.ndarray:
+            p = Progress(step=step, seconds=0.1 * step, loss=1.0 / step)
+            view.curve.add(p.step, p.seconds, p.loss)
+            view.snapshot_now(p)
+            return display_rgb8(render(model, 96, 64, zoom=2.0, center=(0.4, 0.5)), False)
+
+        want_n = snapshot(3)
+        page.goto(view.url)
+        page.evaluate("() => window.ingp.ready")
+        assert page.evaluate("() => window.ingp.live.shownStep") == 3
+        box = page.locator("#view").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.wheel(0, -200)  # the user zooms in: the camera that must survive the reload
+        page.wait_for_function("() => window.ingp.view.zoom > 1.2")
+        camera = page.evaluate("() => JSON.stringify(window.ingp.view)")
+        got, _ = browser_pixels(page, {"zoom": 2.0, "center": [0.4, 0.5]}, 96, 64)
+        max_err, psnr = compare(got, want_n)
+        print(f"live step 3: max error {max_err}/255, PSNR {psnr:.1f} dB")
+        assert max_err <= 2 or psnr >= 40, (max_err, psnr)
+
+        with torch.no_grad():  # "training": the weights change
+            model.params.mul_(-0.7).add_(0.05)
+        want_m = snapshot(11)
+        page.wait_for_function("() => window.ingp.live.shownStep === 11", timeout=30000)
+        assert page.evaluate("() => JSON.stringify(window.ingp.view)") == camera
+        assert page.evaluate("() => window.ingp.live.reloads") == 1
+        got, _ = browser_pixels(page, {"zoom": 2.0, "center": [0.4, 0.5]}, 96, 64)
+        max_err, psnr = compare(got, want_m)
+        print(f"live step 11: max error {max_err}/255, PSNR {psnr:.1f} dB")
+        assert max_err <= 2 or psnr >= 40, (max_err, psnr)
+        assert compare(want_m, want_n)[1] < 30  # the two snapshots really differ
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('step 11')")
+        text = page.text_content("#status")
+        assert "training · step 11 · 1.1 s · loss 0.09091" in text and "PSNR" in text, text
+
+        page.check("#truth-toggle")  # the ground truth through the same window as the model
+        page.wait_for_function("() => !document.getElementById('truth').hidden")
+        shown = page.evaluate("""() => { const c = document.getElementById('truth');
+            const d = c.getContext('2d').getImageData(c.width / 2, c.height / 2, 1, 1).data; return [d[0], d[1], d[2]]; }""")
+        v = page.evaluate("() => window.ingp.view")
+        u, w = v["center"][0], v["center"][1]  # the pixel under the overlay's centre
+        assert np.abs(np.array(shown) - truth[int(w * 64), int(u * 96)]).max() <= 4, (shown, v)
+        view.close(Progress(step=11, seconds=1.1, loss=1.0 / 11))
+        page.wait_for_function("() => document.getElementById('status').textContent.startsWith('finished')")
+        check_page(page, console, tmp_path / "live.png")
+    finally:
+        page.close()
+        view.shutdown()

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -45,12 +45,14 @@ class Progress:
 def train(step: Callable[[int], torch.Tensor], budget: Budget, *, progress: Progress | None = None,
           save: Callable[[Progress], None] | None = None, save_every: float | None = None,
           after_step: Callable[[Progress], None] | None = None, quiet: bool = False,
-          label: str = "training") -> Progress:
+          label: str = "training", hooks: Sequence = ()) -> Progress:
     """Call ``step(i)`` (one optimiser step; returns the loss) until the budget is spent.
 
     ``save(progress)`` runs every ``save_every`` wall seconds (default: $INGP_SAVE_EVERY, else 30; the kill tests
     save after every step with 0) and at the end; ``after_step(progress)`` after every
-    step (outside the timed part). A non-finite loss raises ``TrainingDiverged`` without saving, so the last
+    step (outside the timed part). Each of ``hooks`` (e.g. ``web.live.LiveView``) has ``after_step(progress)``, called
+    after every step outside the timed part, and ``close(progress)``, called once when the loop ends, however it
+    ends (after the final save). A non-finite loss raises ``TrainingDiverged`` without saving, so the last
     checkpoint stays the last good one. Returns the final progress (``progress`` is updated in place).
     """
     from tqdm import tqdm
@@ -78,11 +80,15 @@ def train(step: Callable[[int], torch.Tensor], budget: Budget, *, progress: Prog
                 bar.set_postfix_str(f"loss {loss:.4g}, step {p.step}", refresh=False)
             if after_step is not None:
                 after_step(p)
+            for hook in hooks:
+                hook.after_step(p)
             if save is not None and time.perf_counter() - last_save >= save_every:
                 save(p)
                 last_save = time.perf_counter()
+        if save is not None:
+            save(p)
     finally:
         bar.close()
-    if save is not None:
-        save(p)
+        for hook in hooks:
+            hook.close(p)
     return p

@@ -32,11 +32,12 @@ def image_record(image: ImageData) -> dict:
 
 def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget, batch_size: int, seed: int,
               device: str = "auto", quiet: bool = False, resume: bool = False, visualize: bool = False,
-              overwrite: bool = False) -> dict:
+              overwrite: bool = False, view=None) -> dict:
     """Train on ``image_path`` into run folder ``out``; returns the metrics written to ``metrics.json``.
 
     ``model_config``: tcnn sections encoding / network / loss / optimizer. With ``resume``, the run's own config
     and checkpoint are used and ``budget`` counts the whole run. ``overwrite`` allows replacing an existing run.
+    ``view``: a ``web.live.LiveView`` (``--view``) that shows the training in the browser.
     """
     dev = resolve_device(device)
     world = distributed.world()  # under torchrun: rank 0 writes the run folder, every rank trains its slice
@@ -57,7 +58,8 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
         frames.capture(0)
     progress = train(step, distributed.shared_budget(budget), progress=progress, save=save if run else None,
                      quiet=quiet or world.rank > 0, label=f"fit {image.path.name}",
-                     after_step=frames.maybe_capture if frames else None)
+                     after_step=frames.maybe_capture if frames else None,
+                     hooks=[view.attach(run, lambda: {"params": model.params}, image)] if view and run else [])
     if frames is not None:
         frames.finish(progress.step)
 

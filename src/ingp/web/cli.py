@@ -29,22 +29,25 @@ def port_number(text: str) -> int:
 
 def run_view(args) -> int:
     from .export import export_web
+    from .live import is_training, live_dir
     from .server import make_server
 
     export_dir = Path(args.run) / "web"
     config, weights = Path(args.run) / "config.json", Path(args.run) / "model.safetensors"
     if not config.is_file():
         raise InputError(f"{args.run}: not a run folder (no config.json)")
+    live = live_dir(args.run) if is_training(args.run) else None  # a fit --view writes snapshots there now
     stale = not (export_dir / "model.json").is_file() or not (export_dir / "model.bin").is_file() or (
         weights.is_file() and weights.stat().st_mtime > (export_dir / "model.bin").stat().st_mtime)
-    if stale:
+    if stale and live is None:
         export_web(args.run, export_dir)
     try:
-        server = make_server(export_dir, args.port)
+        server = make_server(export_dir, args.port, live=live)
     except OSError as err:
         raise InputError(f"--port {args.port}: cannot listen on 127.0.0.1 ({err.strerror})") from None
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
+    what = "the live snapshots of the training " if live is not None else ""
+    print(f"serving {what}{args.run} at {url} (Ctrl-C to stop)", flush=True)
     if args.open:
         import webbrowser
 
@@ -70,7 +73,7 @@ def register(commands) -> None:
 
     view = commands.add_parser("view", help="look at a run in the browser (WebGL2, served on 127.0.0.1)",
                                description="Export RUN to RUN/web if needed and serve the viewer and that export "
-                                           "on 127.0.0.1 only.")
+                                           "on 127.0.0.1 only; a run training with --view is shown live.")
     view.add_argument("run", type=Path, help="run folder (image, sdf or nerf)")
     view.add_argument("--port", type=port_number, default=8000, help="port on 127.0.0.1 (default: 8000; 0: any)")
     view.add_argument("--open", action="store_true", help="open the page in the default browser")

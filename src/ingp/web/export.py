@@ -118,6 +118,22 @@ def mlp_record(model, name: str, writer: _Writer, weight_dtype: str) -> dict:
             "network": network_record(net, params, name, writer, weight_dtype)}
 
 
+def fields_of(kind: str, model, config: dict, writer: _Writer, weight_dtype: str) -> tuple[dict, dict]:
+    """(field records, task data) of an in-memory model of ``kind`` built from the run's ``config`` (arrays added to
+    ``writer``); ``model`` is the ``NetworkWithInputEncoding`` (image, sdf) or ``(NerfModel, OccupancyGrid)``."""
+    if kind == "image":
+        c = config["image"]
+        task = {"width": c["width"], "height": c["height"], "channels": c["channels"], "linear": bool(c["linear"])}
+        return {"field": field_record(model, "field", writer, weight_dtype)}, task
+    if kind == "sdf":
+        return {"field": field_record(model, "field", writer, weight_dtype)}, {"normalization": config["normalization"]}
+    if kind == "nerf":
+        from .export_nerf import nerf_fields_of
+
+        return nerf_fields_of(*model, config, writer, weight_dtype)
+    raise InputError(f"export web supports image, sdf and nerf runs, not {kind!r}")
+
+
 def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict, dict]:
     """The run's kind, its field records (arrays added to ``writer``) and the kind's task data."""
     run = RunDir(run_path)
@@ -126,9 +142,7 @@ def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict
         from ..image.commands import load_run
 
         model, config = load_run(run_path, device="cpu")
-        c = config["image"]
-        task = {"width": c["width"], "height": c["height"], "channels": c["channels"], "linear": bool(c["linear"])}
-        return "image", {"field": field_record(model, "field", writer, weight_dtype)}, task
+        return "image", *fields_of("image", model, config, writer, weight_dtype)
     if primitive == "sdf":
         from ..sdf.model import load_run_model
 
@@ -136,14 +150,25 @@ def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict
             model, norm, config = load_run_model(run, torch.device("cpu"))
         except (KeyError, RuntimeError) as err:  # no "params" tensor, or one of the wrong size
             raise InputError(f"{run.weights_path}: does not fit the run's config ({err})") from None
-        return ("sdf", {"field": field_record(model, "field", writer, weight_dtype)},
-                {"normalization": config["normalization"]})
+        return "sdf", *fields_of("sdf", model, config, writer, weight_dtype)
     if primitive == "nerf":
         from .export_nerf import nerf_fields
 
         fields, task = nerf_fields(run_path, writer, weight_dtype)
         return "nerf", fields, task
     raise InputError(f"{run_path}: export web supports image, sdf and nerf runs, this one is {primitive!r}")
+
+
+def write_export(out: Path, kind: str, fields: dict, task: dict, writer: _Writer, **extra) -> dict:
+    """``out/model.bin`` then ``out/model.json`` (each atomically; ``extra`` goes into the JSON); returns the
+    record."""
+    record = {"format": FORMAT, "version": VERSION, "kind": kind, "fields": fields,
+              "buffers": writer.table, kind: task, "bin_bytes": writer.size, **extra}
+    out.mkdir(parents=True, exist_ok=True)
+    blob = writer.blob()
+    atomic_write(out / "model.bin", lambda tmp: tmp.write_bytes(blob))
+    atomic_write(out / "model.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    return record
 
 
 def export_web(run_path: Path, out: Path, *, weight_dtype: str = "float32") -> dict:
@@ -155,10 +180,4 @@ def export_web(run_path: Path, out: Path, *, weight_dtype: str = "float32") -> d
         raise InputError(f"--out {out}: exists and is not a folder")
     writer = _Writer()
     kind, fields, task = _load(Path(run_path), writer, weight_dtype)
-    record = {"format": FORMAT, "version": VERSION, "kind": kind, "fields": fields,
-              "buffers": writer.table, kind: task, "bin_bytes": writer.size}
-    out.mkdir(parents=True, exist_ok=True)
-    blob = writer.blob()
-    atomic_write(out / "model.bin", lambda tmp: tmp.write_bytes(blob))
-    atomic_write(out / "model.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
-    return record
+    return write_export(out, kind, fields, task, writer)

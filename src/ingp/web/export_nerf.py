@@ -28,29 +28,36 @@ from ..runs import RunDir
 
 def _load_nerf(run_path: Path):
     from ..nerf.commands import load_run
-    from ..nerf.march import MAX_STEPS, NEAR
-    from ..nerf.render import MIN_TRANSMITTANCE
 
     run = RunDir(run_path, primitive="nerf")
     try:
-        model, grid, config = load_run(run_path, "cpu")
+        return load_run(run_path, "cpu")
     except (KeyError, RuntimeError) as err:  # a missing tensor, or one of the wrong size
         raise InputError(f"{run.weights_path}: does not fit the run's config ({err})") from None
-    return model, grid, config, {"max_steps": MAX_STEPS, "near": NEAR, "min_transmittance": MIN_TRANSMITTANCE}
 
 
 def nerf_fields(run_path: Path, writer, weight_dtype: str) -> tuple[dict, dict]:
     """(fields, nerf task record) of the NeRF run in ``run_path``; arrays go into ``writer``."""
+    model, grid, config = _load_nerf(run_path)
+    try:
+        return nerf_fields_of(model, grid, config, writer, weight_dtype)
+    except InputError as err:
+        raise InputError(f"{run_path}: {err}") from None
+
+
+def nerf_fields_of(model, grid, config: dict, writer, weight_dtype: str) -> tuple[dict, dict]:
+    """(fields, nerf task record) of an in-memory ``NerfModel`` and ``OccupancyGrid`` built from ``config``."""
+    from ..nerf.march import MAX_STEPS, NEAR
     from ..nerf.occupancy import min_step
+    from ..nerf.render import MIN_TRANSMITTANCE
     from .export import field_record, mlp_record
 
-    model, grid, config, constants = _load_nerf(run_path)
     dir_config = model.dir_encoding.encoding_config
     if dir_config.get("otype") != "SphericalHarmonics":
-        raise InputError(f"{run_path}: the viewer evaluates SphericalHarmonics view encodings only, this run uses "
+        raise InputError(f"the viewer evaluates SphericalHarmonics view encodings only, this run uses "
                          f"{dir_config.get('otype')!r}")
     if grid.R % 2:
-        raise InputError(f"{run_path}: the occupancy grid resolution must be even (8 cells per byte), got {grid.R}")
+        raise InputError(f"the occupancy grid resolution must be even (8 cells per byte), got {grid.R}")
     bits = grid.bitfield.reshape(-1).cpu().numpy().astype(bool)
     packed = np.packbits(bits, bitorder="little")
     fields = {"density": field_record(model.density_net, "density", writer, weight_dtype),
@@ -58,9 +65,9 @@ def nerf_fields(run_path: Path, writer, weight_dtype: str) -> tuple[dict, dict]:
     step = min_step(grid.R)
     task = {"aabb": [float(model.lo), float(model.hi)], "cascades": grid.K, "resolution": grid.R,
             "bitfield": writer.add("occupancy.bits", packed), "cone_angle": float(config["training"]["cone_angle"]),
-            "min_step": step, "max_step": step * (1 << (grid.K - 1)), **constants,
-            "sh_degree": int(dir_config.get("degree", 4)), "background": [1.0, 1.0, 1.0],
-            "occupied_fraction": float(bits.mean())}
+            "min_step": step, "max_step": step * (1 << (grid.K - 1)), "max_steps": MAX_STEPS, "near": NEAR,
+            "min_transmittance": MIN_TRANSMITTANCE, "sh_degree": int(dir_config.get("degree", 4)),
+            "background": [1.0, 1.0, 1.0], "occupied_fraction": float(bits.mean())}
     return fields, task
 
 

@@ -1,11 +1,14 @@
 """``ingp view``'s HTTP server: the viewer's static files and one export, on 127.0.0.1 only.
 
 Every URL is looked up in a fixed table built at start-up (``routes``): no directory listing, no file outside that
-table reachable, whatever the path says (``..``, encoded slashes, absolute paths all miss the table -> 404).
+table reachable, whatever the path says (``..``, encoded slashes, absolute paths all miss the table -> 404). With a
+live folder (``live.py``: a fit with ``--view``) three more shapes are answered from it: ``/live/status.json``,
+``/live/target.png`` and ``/live/<digits>/model.json|bin`` (the folder name is the parsed number, nothing else).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +17,9 @@ from urllib.parse import urlsplit
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
-         ".json": "application/json", ".bin": "application/octet-stream"}
+         ".json": "application/json", ".bin": "application/octet-stream", ".png": "image/png"}
 EXPORT_FILES = ("model.json", "model.bin")
+LIVE_SNAPSHOT = re.compile(r"/live/([0-9]{1,9})/(model\.json|model\.bin)")
 
 
 def routes(export_dir: Path, static_dir: Path = STATIC) -> dict[str, Path]:
@@ -26,7 +30,19 @@ def routes(export_dir: Path, static_dir: Path = STATIC) -> dict[str, Path]:
     return table
 
 
-def make_handler(table: dict[str, Path]):
+def live_routes(live: Path) -> dict[str, Path]:
+    return {"/live/status.json": Path(live) / "status.json", "/live/target.png": Path(live) / "target.png"}
+
+
+def make_handler(table: dict[str, Path], live: Path | None = None):
+    def lookup(url_path: str) -> Path | None:
+        path = table.get(url_path)
+        if path is None and live is not None:
+            match = LIVE_SNAPSHOT.fullmatch(url_path)
+            if match:
+                path = Path(live) / str(int(match[1])) / match[2]
+        return path
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "ingp-view"
 
@@ -37,11 +53,18 @@ def make_handler(table: dict[str, Path]):
             self._serve(body=False)
 
         def _serve(self, body: bool):
-            path = table.get(urlsplit(self.path).path)
-            if path is None or not path.is_file():
+            url_path = urlsplit(self.path).path
+            if url_path == "/live/status.json" and (live is None or not (Path(live) / "status.json").is_file()):
+                self._status_placeholder(body)
+                return
+            path = lookup(url_path)
+            try:
+                data = path.read_bytes() if path is not None and path.is_file() else None
+            except OSError:  # a live snapshot deleted as it was read
+                data = None
+            if data is None:
                 self.send_error(HTTPStatus.NOT_FOUND, "not found")
                 return
-            data = path.read_bytes()
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", TYPES.get(path.suffix, "application/octet-stream"))
             self.send_header("Content-Length", str(len(data)))
@@ -50,19 +73,34 @@ def make_handler(table: dict[str, Path]):
             if body:
                 self.wfile.write(data)
 
+        def _status_placeholder(self, body: bool):
+            """No live run: 204 (the page then loads /model/); a live one before its first status: not yet."""
+            data = b'{"format": "ingp-live", "running": true, "snapshot": null}' if live is not None else b""
+            self.send_response(HTTPStatus.OK if data else HTTPStatus.NO_CONTENT)
+            self.send_header("Content-Type", TYPES[".json"])
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if body and data:
+                self.wfile.write(data)
+
         def log_message(self, format, *args):  # quiet: the viewer asks for few files
             pass
 
     return Handler
 
 
-def make_server(export_dir: Path, port: int = 0) -> ThreadingHTTPServer:
-    """A server bound to 127.0.0.1:``port`` (0: any free port; read ``server.server_address``)."""
-    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(routes(export_dir)))
+def make_server(export_dir: Path, port: int = 0, live: Path | None = None) -> ThreadingHTTPServer:
+    """A server bound to 127.0.0.1:``port`` (0: any free port; read ``server.server_address``); ``live``: a fit's
+    live folder to answer ``/live/...`` from."""
+    table = routes(export_dir)
+    if live is not None:
+        table.update(live_routes(live))
+    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(table, live))
 
 
-def serve_in_thread(export_dir: Path, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def serve_in_thread(export_dir: Path, port: int = 0, live: Path | None = None) -> tuple[ThreadingHTTPServer, str]:
     """Start a server in a daemon thread; returns (server, base URL). Stop with ``server.shutdown()``."""
-    server = make_server(export_dir, port)
+    server = make_server(export_dir, port, live)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"

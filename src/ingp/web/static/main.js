@@ -2,11 +2,15 @@
 // While the view moves it draws at reduced resolution (half; a quarter for NeRF) and refines at full resolution
 // once still. Frames are drawn in bands of rows (NeRF: 4096 pixels per band), a few per animation frame, so the page
 // stays responsive and a new view abandons a slow frame; the HUD shows progress, then the frame's wall time.
+// Live (a fit with --view; live/status.json answers): the model comes from live/<n>/ and is swapped for each newer
+// snapshot, keeping the camera; live.js draws the status line, the curves and the ground truth.
 // window.ingp (for tests and the console):
-//   ready: Promise; errors: [string]; meta: model.json
+//   ready: Promise; errors: [string]; meta: model.json; view: the camera / window (kept across snapshots)
+//   live: {status, shown: snapshot number, shownStep, reloads} when live
 //   renderFixed(view, width, height) -> {pixels: number[] (RGBA, row 0 at the top), ms}
 //   time(view, width, height, n) -> median milliseconds of n synchronised frames
 import { loadModel } from "./model.js";
+import { fetchStatus, firstSnapshot, livePanel } from "./live.js";
 import { makeField, makeProgram } from "./gl.js";
 import { imageShader, imageView, setImageUniforms, imageControls } from "./image.js";
 import { sdfShader, sdfView, setSdfUniforms, sdfControls } from "./sdf.js";
@@ -40,7 +44,8 @@ function fail(message) {
 
 // CSS size of the canvas: the largest box of the view's aspect that fits below the bar.
 function fitCanvas(aspect) {
-  const availW = window.innerWidth, availH = window.innerHeight - document.getElementById("bar").offsetHeight - 4;
+  const above = document.getElementById("bar").offsetHeight + document.getElementById("live").offsetHeight;
+  const availW = window.innerWidth, availH = window.innerHeight - above - 4;
   const width = Math.max(1, Math.min(availW, availH * aspect)), height = width / aspect;
   canvas.style.width = `${width}px`;
   canvas.style.height = `${height}px`;
@@ -48,25 +53,41 @@ function fitCanvas(aspect) {
 }
 
 async function start() {
-  const { meta, buffers } = await loadModel("model/");
+  const status = await fetchStatus();
+  const shown = status ? await firstSnapshot(status, (text) => { hud.textContent = text; }) : null;
+  const { meta, buffers } = await loadModel(shown ? `live/${shown.snapshot}/` : "model/");
   api.meta = meta;
   const kind = KINDS[meta.kind];
   if (!kind) throw new Error(`this viewer shows image, sdf and nerf exports, not ${meta.kind}`);
   const gl = canvas.getContext("webgl2", { preserveDrawingBuffer: true, antialias: false });
   if (!gl) throw new Error("WebGL2 is not available");
   canvas.addEventListener("webglcontextlost", () => fail("WebGL context lost"));
-  const resources = (kind.resources || fieldResources)(gl, meta, buffers);
-  const program = makeProgram(gl, kind.shader(meta, resources.source));
+  // A model on the GPU: its textures (recorded as they are made, so a replaced snapshot frees them) and program
+  // (reused while the shader source is unchanged: snapshots of one run differ only in their arrays).
+  const upload = (m, b, old) => {
+    const textures = [], create = gl.createTexture;
+    gl.createTexture = () => { const t = create.call(gl); textures.push(t); return t; };
+    try {
+      const resources = (kind.resources || fieldResources)(gl, m, b);
+      const source = kind.shader(m, resources.source);
+      const program = old && old.source === source ? old.program : makeProgram(gl, source);
+      return { meta: m, resources, source, program, textures };
+    } finally {
+      gl.createTexture = create;
+    }
+  };
+  let model = upload(meta, buffers, null);
   const view = kind.view(meta);
+  api.view = view;
   // A frame is drawn in bands of rows from the top, each waited for: a long single draw can trip the browser's
   // GPU watchdog on SwiftShader, and the interactive loop yields to the page between bands.
   const begin = (v, width, height) => {
     canvas.width = width;
     canvas.height = height;
     gl.viewport(0, 0, width, height);
-    gl.useProgram(program);
-    resources.bind(program);
-    kind.uniforms(gl, program, v, width, height);
+    gl.useProgram(model.program);
+    model.resources.bind(model.program);
+    kind.uniforms(gl, model.program, v, width, height);
     const rows = kind.bandRows ? kind.bandRows(width, height) : height;
     const bands = [];
     for (let top = height; top > 0; top -= rows) bands.push([Math.max(0, top - rows), Math.min(rows, top)]);
@@ -149,6 +170,19 @@ async function start() {
   scaleInput.addEventListener("change", () => redraw(false));
   window.addEventListener("resize", () => redraw(false));
   redraw(false);
+  if (shown) {
+    api.live = { status, shown: shown.snapshot, shownStep: meta.step, reloads: 0 };
+    livePanel(api.live, view, canvas, async (n) => {  // a newer snapshot: swap the model, keep the view
+      const next = await loadModel(`live/${n}/`);
+      const old = model;
+      model = upload(next.meta, next.buffers, old);
+      old.textures.forEach((t) => gl.deleteTexture(t));
+      if (old.program !== model.program) gl.deleteProgram(old.program);
+      api.meta = next.meta;
+      Object.assign(api.live, { shown: n, shownStep: next.meta.step, reloads: api.live.reloads + 1 });
+      redraw(false);
+    });
+  }
 }
 
 api.ready = start().catch((err) => fail(err.message || String(err)));
