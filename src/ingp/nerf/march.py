@@ -35,7 +35,8 @@ class Samples:
 
     def subset(self, keep: torch.Tensor) -> Samples:
         """The samples where ``keep`` (S,) bool is true, still ray-sorted."""
-        return Samples(self.ray[keep], self.t[keep], self.dt[keep], self.x[keep], self.d[keep], self.resume)
+        idx = torch.nonzero(keep).squeeze(1)  # one host synchronisation on GPUs, not one per field (CPU: faster too)
+        return Samples(self.ray[idx], self.t[idx], self.dt[idx], self.x[idx], self.d[idx], self.resume)
 
 
 def box_intersect(o: torch.Tensor, d: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,10 @@ def transmittance_of(tau: torch.Tensor, ray: torch.Tensor, n_rays: int) -> torch
     acc = torch.float32 if tau.device.type == "mps" else torch.float64
     cs = torch.cumsum(tau.to(acc), dim=0)
     excl = cs - tau.to(acc)
-    counts = torch.bincount(ray, minlength=n_rays)
+    if ray.device.type == "cpu":
+        counts = torch.bincount(ray, minlength=n_rays)
+    else:  # CUDA's bincount reads the largest index back to the host; an index_add does not wait for the GPU
+        counts = torch.zeros(n_rays, dtype=torch.long, device=ray.device).index_add_(0, ray, torch.ones_like(ray))
     starts = torch.cumsum(counts, 0) - counts
     before = (excl[starts[ray]] if len(ray) else excl)  # optical depth of earlier rays, at each ray's start
     return torch.exp(-(excl - before)).to(tau.dtype)
