@@ -127,10 +127,13 @@ def test_distributed_resume_equals_uninterrupted_run(image_session):
 
     metrics = json.loads((image_session / "full" / "metrics.json").read_text())
     assert metrics["ranks"] == 2 and metrics["steps"] == 2 * dist_workers.STEPS and metrics["psnr"] > 5
+    model_bytes = full["weights"]["params"].numel() * 4
+    assert metrics["allreduce_bytes_per_step"] == model_bytes + 8 and metrics["allreduces_per_step"] == 2
 
 
 def test_seconds_budget_stops_every_rank_at_the_same_step(image_session):
     assert [(image_session / f"seconds.rank{r}").read_text() for r in range(2)] == ["ok", "ok"]
+    assert [(image_session / f"seconds_steps.rank{r}").read_text() for r in range(2)] == ["4", "4"]  # 4 x 0.3 >= 1
 
 
 def test_bad_input_is_one_line_on_every_rank(image_session):

@@ -37,6 +37,11 @@ TIMEOUT_ENV = "INGP_DIST_TIMEOUT"  # seconds a collective (and the rendezvous) m
 DEFAULT_TIMEOUT = 600.0
 
 
+# what this process has all-reduced: calls and payload bytes (each rank sends and receives about 2(W-1)/W of the
+# payload per all-reduce with a ring algorithm); read by the fits' metrics and benchmarks/scaling.py
+traffic = {"steps": 0, "all_reduces": 0, "payload_bytes": 0}
+
+
 class DistributedError(RuntimeError):
     """Another rank failed or vanished; raised on the ranks that are still alive."""
 
@@ -175,6 +180,8 @@ def reduce_gradients(params: Iterable[torch.Tensor], stats: torch.Tensor | None 
         return stats
     import torch.distributed as dist
 
+    params = list(params)
+
     def run():
         handles = []
         for p in params:
@@ -185,6 +192,9 @@ def reduce_gradients(params: Iterable[torch.Tensor], stats: torch.Tensor | None 
             handles.append(dist.all_reduce(stats, async_op=True))
         for handle in handles:
             handle.wait()
+        tensors = [p.grad for p in params] + ([] if stats is None else [stats])
+        traffic["all_reduces"] += len(tensors)
+        traffic["payload_bytes"] += sum(t.numel() * t.element_size() for t in tensors)
         return stats
 
     return _collective("gradient all-reduce", run)
@@ -203,6 +213,7 @@ def data_parallel_backward(part: torch.Tensor, params: Iterable[torch.Tensor],
     stats = torch.tensor([float(part.detach()), *map(float, counts)], dtype=torch.float64,
                          device=_stats_device(loss))
     stats = reduce_gradients(params, stats).cpu()
+    traffic["steps"] += 1
     return stats[0].to(loss.dtype), stats[1:].tolist()
 
 
@@ -224,6 +235,17 @@ class SharedBudget(Budget):
             _collective("budget all-reduce", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
             seconds = float(t[0])
         return super().done(step, seconds)
+
+
+def run_metrics() -> dict:
+    """The metrics fields of a run: ranks, and for a data-parallel one the all-reduce payload per training step
+    (counted over this process's steps)."""
+    w = world()
+    if not w.distributed:
+        return {"ranks": 1}
+    steps = max(traffic["steps"], 1)
+    return {"ranks": w.size, "allreduce_bytes_per_step": traffic["payload_bytes"] / steps,
+            "allreduces_per_step": traffic["all_reduces"] / steps}
 
 
 def shared_budget(budget: Budget) -> Budget:

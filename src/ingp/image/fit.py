@@ -73,7 +73,7 @@ def fit_image(image_path: Path, out: Path, *, model_config: dict, budget: Budget
                    "batch_size": batch_size,
                    "samples_per_second": progress.step * batch_size / max(progress.seconds, 1e-9),
                    "eval_seconds": eval_seconds, "width": image.width, "height": image.height,
-                   "channels": image.channels, "ranks": world.size, **environment(dev)}
+                   "channels": image.channels, **distributed.run_metrics(), **environment(dev)}
         run.save_metrics(metrics)
         return metrics
 
@@ -96,13 +96,13 @@ def _start(image_path, out, model_config, batch_size, seed, dev, resume, overwri
         config = {"primitive": "image", "image": image_record(image), "model": model_config,
                   "training": {"batch_size": batch_size, "seed": seed}}
     model_config, batch_size, seed = config["model"], config["training"]["batch_size"], config["training"]["seed"]
+    part = world.part(batch_size) if world.distributed else None  # an uneven split fails before any work
 
     torch.manual_seed(seed)
     model = build_model(model_config, image.channels, seed, dev)  # config errors surface before anything is written
     loss_fn = build_loss(model_config.get("loss"))
     optimizer = build_optimizer(model_config.get("optimizer"), model.parameters())
     sampler = make_sampler(image, dev, seed)
-    part = world.part(batch_size) if world.distributed else None
     progress = Progress()
     if resume:
         state = run.load_checkpoint(dev)

@@ -235,7 +235,7 @@ def _finish(run, trainer: Trainer, test_scene: Scene, progress: Progress, n_eval
                "marched_samples_per_second": trainer.samples_marched / seconds,
                "occupancy": trainer.grid.occupancy_fraction(), "first_loss": trainer.first_loss,
                "render_seconds_per_view": figures["seconds_per_view"],
-               "eval_seconds": time.perf_counter() - t0, "ranks": trainer.world.size, **environment(dev)}
+               "eval_seconds": time.perf_counter() - t0, **distributed.run_metrics(), **environment(dev)}
     if dev.type == "cpu":
         import resource
 

@@ -112,7 +112,7 @@ def fit_sdf(mesh_path: Path, out: Path, *, model_config: dict | None, budget: Bu
         metrics = {"primitive": "sdf", **figures, "steps": progress.step, "seconds": progress.seconds,
                    "n_params": model.params.numel(), "loss": progress.loss, "batch_size": batch_size,
                    "sampling_seconds": pool.seconds, "pool_size": int(sampling["pool_size"]),
-                   "eval_seconds": time.perf_counter() - t0, "ranks": world.size, **environment(dev)}
+                   "eval_seconds": time.perf_counter() - t0, **distributed.run_metrics(), **environment(dev)}
         if first_loss is not None:
             metrics["initial_loss"] = first_loss
         run.save_metrics(metrics)
