@@ -103,7 +103,7 @@ class NerfModel(torch.nn.Module):
         self.rgb_net = Network(N_GEO_FEATURES + self.dir_encoding.n_output_dims, 3, config["rgb_network"],
                                seed=seed + 1)
         # Samples are made by the marcher, always finite; the input check would sync a GPU on every call.
-        self.density_net.check_inputs = self.rgb_net.check_inputs = False
+        self.density_net.check_inputs = self.rgb_net.check_inputs = self.dir_encoding.check_inputs = False
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3) scene points -> (N, 16) float32; instant-ngp warps the box onto [0, 1]^3 before encoding."""
