@@ -37,7 +37,7 @@ out = {
     "march_constant": ptx(march_triton._march_kernel, march, dict(N_CASCADES=1, CONE=False, WRITE=False,
                                                                   BLOCK=march_triton.BLOCK_GPU),
                           march_triton.WARPS_GPU),
-    "adam": ptx(adam_triton._adam_kernel, adam, dict(GRAD_CLIP=True, CLIP=True, DECAY=True, LOW=2,
+    "adam": ptx(adam_triton._adam_kernel, adam, dict(GRAD_CLIP=True, CLIP=True, LOW=2,
                                                      BLOCK=adam_triton.BLOCK_GPU), adam_triton.WARPS_GPU),
 }
 print(json.dumps(out))

@@ -29,7 +29,7 @@ def _adam_kernel(w_ptr, g_ptr, m_ptr, v_ptr, steps_ptr, debias_ptr, low_ptr, n, 
                  non_matrix_l2_reg, non_matrix_lr_factor: tl.float64, relative_decay: tl.float64,
                  absolute_decay: tl.float64, clip: tl.float64, grad_clip: tl.float64, lower: tl.float64,
                  upper: tl.float64, optimize_matrix, optimize_non_matrix, skip_zero_grad,
-                 GRAD_CLIP: tl.constexpr, CLIP: tl.constexpr, DECAY: tl.constexpr, LOW: tl.constexpr,
+                 GRAD_CLIP: tl.constexpr, CLIP: tl.constexpr, LOW: tl.constexpr,
                  BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inb = idx < n
@@ -56,13 +56,10 @@ def _adam_kernel(w_ptr, g_ptr, m_ptr, v_ptr, steps_ptr, debias_ptr, low_ptr, n, 
     effective = rate / (tl.sqrt_rn(vi).to(tl.float64) + tl.full([BLOCK], eps, tl.float64))
     effective = tl.minimum(tl.maximum(effective, tl.full([BLOCK], lower, tl.float64)),
                            tl.full([BLOCK], upper, tl.float64))
-    weight64 = weight.to(tl.float64)
-    if DECAY:  # (1 - rel * rate) * w - copysign(abs * rate, w)
-        shrink = tl.full([BLOCK], absolute_decay, tl.float64) * rate
-        shrink = tl.where(weight.to(tl.int32, bitcast=True) < 0, -shrink, shrink)
-        decayed = (1.0 - tl.full([BLOCK], relative_decay, tl.float64) * rate) * weight64 - shrink
-    else:  # the same numbers with both decays 0: (1 - 0) * w - 0 = w
-        decayed = weight64
+    # (1 - rel * rate) * w - copysign(abs * rate, w), also with both decays 0 (that turns a -0.0 weight into +0.0)
+    shrink = tl.full([BLOCK], absolute_decay, tl.float64) * rate
+    shrink = tl.where(weight.to(tl.int32, bitcast=True) < 0, -shrink, shrink)
+    decayed = (1.0 - tl.full([BLOCK], relative_decay, tl.float64) * rate) * weight.to(tl.float64) - shrink
     new = decayed - effective * mi.to(tl.float64)
     if CLIP:
         c = tl.full([BLOCK], clip, tl.float64)
@@ -91,8 +88,6 @@ def adam_step_triton(w, g, m, v, steps, debias, n_matrix, lr, beta1, beta2, eps,
         return
     f32 = np.float32
     block, warps = (BLOCK_INTERPRETER, 1) if triton_interpreting() else (BLOCK_GPU, WARPS_GPU)
-    # without weight decay numba's (1 - 0 * rate) * w - copysign(0 * rate, w) is w (but for -0.0 becoming +0.0)
-    decay = relative_decay != 0 or absolute_decay != 0
     low_kind = 0 if low is None else 1 if low.dtype == torch.float16 else 2
     low_arg = w if low is None else low.view(torch.int16) if low_kind == 2 else low
     _adam_kernel[(triton.cdiv(n, block),)](
@@ -100,7 +95,7 @@ def adam_step_triton(w, g, m, v, steps, debias, n_matrix, lr, beta1, beta2, eps,
         float(lr), float(f32(beta1)), float(f32(1 - beta1)), float(f32(beta2)), float(f32(1 - beta2)), float(eps),
         float(f32(l2_reg)), float(f32(non_matrix_l2_reg)), float(non_matrix_lr_factor), float(relative_decay),
         float(absolute_decay), float(clip), float(grad_clip), float(lower), float(upper), int(optimize_matrix),
-        int(optimize_non_matrix), int(skip_zero_grad), GRAD_CLIP=grad_clip != 0, CLIP=clip != 0, DECAY=decay,
+        int(optimize_non_matrix), int(skip_zero_grad), GRAD_CLIP=grad_clip != 0, CLIP=clip != 0,
         LOW=low_kind, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
 
 
