@@ -69,7 +69,7 @@ def test_triton_march_limits_and_step_cap_equal_numba():
 def test_march_dispatches_to_triton_and_rounds_match_one_pass():
     """Through ``march``: INGP_KERNELS=triton equals the numba path and the dense reference (constant steps: t
     exact), and marching in rounds of max_samples from each round's resume gives the one-pass samples."""
-    grid, o, d, aabb = scene(1, 8, 120, False, seed=7, density=0.25)
+    grid, o, d, aabb = scene(1, 8, 60, False, seed=7, density=0.25)
     with backend("triton"):
         whole = march(grid, o, d, aabb)
     with backend("numba"):
@@ -82,12 +82,12 @@ def test_march_dispatches_to_triton_and_rounds_match_one_pass():
     start, parts = torch.zeros(len(o), dtype=torch.long), []
     with backend("triton"):
         while len(parts) < 50:
-            s = march(grid, o, d, aabb, start=start, max_samples=12)
+            s = march(grid, o, d, aabb, start=start, max_samples=20)
             if not len(s):
                 break
             parts.append(s)
             start = s.resume
-    assert (start == MAX_STEPS).all() and len(parts) > 1 and (parts[0].resume < MAX_STEPS).sum() > 10
+    assert (start == MAX_STEPS).all() and len(parts) > 1 and (parts[0].resume < MAX_STEPS).sum() > 3
     ray, t = torch.cat([p.ray for p in parts]), torch.cat([p.t for p in parts])
     order = torch.argsort(ray, stable=True)
     assert torch.equal(ray[order], whole.ray) and torch.equal(t[order], whole.t)
