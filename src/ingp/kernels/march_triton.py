@@ -9,15 +9,17 @@ synchronisation is reading the total sample count to size the output.
 
 Why the samples are bit-identical to numba's (the arithmetic is written out in the same order and types):
 
-* float32 divisions use ``div_rn`` (Triton's ``/`` may be approximate on NVIDIA), fused multiply-adds are off
-  (``enable_fp_fusion=False``), and the empty-cell exit distances are computed in float64 as numba does;
+* float32 divisions use ``div_rn`` (Triton's ``/`` compiles to the approximate ``div.full.f32`` on NVIDIA),
+  fused multiply-adds are off (``enable_fp_fusion=False``), and the empty-cell exit distances are computed in
+  float64 as numba does (``tests/test_triton_compile.py`` checks the PTX);
 * the geometric phase ``t_a * exp(j * log(1 + cone))`` reads ``exp`` from a table of j = 0..max_steps computed on
   the host by numba's own ``_step_t`` (so by the same libm ``expf``), instead of the GPU's ``exp``.
 
 The one remaining difference: the per-ray count of geometric steps, ``ceil(log(dt_max / cone / t_a) / log_g)``,
 takes its log on the device (float64 log rounded to float32; numba uses libm's ``logf``). The two can differ by an
 ulp, which changes the count only when the quotient is within an ulp of an integer; the phases then meet at
-t ~ dt_max / cone either way, so t moves by an ulp at most. Constant steps (``cone == 0``) have no transcendentals.
+t ~ dt_max / cone either way, so t moves by float rounding only (a few ulps). Not seen in the tests. Constant steps
+(``cone == 0``) have no transcendentals.
 """
 
 from __future__ import annotations
