@@ -1,6 +1,6 @@
 """``fit --view`` cost: training steps per wall second with and without ``--view`` on the image default (the bundled
 Albert, instant-ngp's image config, 2^16 points per step) and the NeRF default (lego 400 px, instant-ngp's base
-config), run alternately in one process (A B A B ...), and each primitive's snapshot size and write time (image and
+config), run alternately in one process (A B A B ..., after an unmeasured warm-up fit), and each primitive's snapshot size and write time (image and
 NeRF from those runs; SDF from a short default-config fit of the bunny).
 
 Steps per *wall* second of the training loop (first step to last, so the copy on the training thread and the writer
@@ -114,6 +114,7 @@ def main() -> None:
         cases = [("image", lambda out, view: run_image(out, args.image_steps, view)),
                  ("nerf", lambda out, view: run_nerf(out, args.nerf_steps, view, args.nerf_data))]
         for name, run in cases:
+            run(tmp / f"{name}_warm", None)  # numba compilation, caches, first-touch: outside the measurement
             speeds = {False: [], True: []}
             for _ in range(args.repeats):
                 for with_view in (False, True):

@@ -84,6 +84,9 @@ def test_port_in_use_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ingp: error: --port {port}: cannot listen on 127.0.0.1:{port}") and "\n" not in err
     assert not (tmp_path / "run").exists()
+    assert main(["image", "fit", str(image), "--out", str(tmp_path / "run"), "--steps", "2", "--view",
+                 "--tiles", "2x1"]) == 2
+    assert "--view watches one fit; it does not apply to --tiles" in capsys.readouterr().err
 
 
 @pytest.fixture

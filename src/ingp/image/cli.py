@@ -64,6 +64,9 @@ def run_fit(args) -> int:
     if getattr(args, "tiles", None) is not None:  # a tile farm: one fit per tile, blended (image/tiles.py)
         from .tiles import run_fit_tiles
 
+        if getattr(args, "view", False):
+            raise InputError("--view watches one fit; it does not apply to --tiles (view a tile's run folder "
+                             "with `ingp view`)")
         return run_fit_tiles(args, model_config_from_args, DEFAULT_SECONDS)
     if args.resume:
         model_config = None

@@ -285,7 +285,7 @@ class LiveView:
     def _prepare_quality(self) -> None:
         ref, rng = self.reference, np.random.default_rng(0)
         self._q = None
-        if ref is None:
+        if ref is None or not concurrent_kernels_safe():
             return
         if self.kind == "image":
             from ..image.io import colour_count
@@ -342,9 +342,25 @@ class LiveView:
         return 10 * math.log10(1 / max(mse, 1e-12))
 
 
-def hooks(view: LiveView | None) -> list:
-    """The ``train`` hooks of an optional view (so each fit passes ``hooks=hooks(view)``)."""
-    return [] if view is None else [view]
+def concurrent_kernels_safe() -> bool:
+    """Whether the quality figure may run model code on the writer thread while training runs its own: numba's
+    parallel kernels may be launched from two threads at once under its tbb and omp threading layers, but its
+    workqueue layer aborts the process on that; without tbb / omp (or forced to workqueue) no figure is measured."""
+    import importlib
+
+    try:
+        import numba
+    except ImportError:
+        return True
+    if str(numba.config.THREADING_LAYER).lower() == "workqueue":
+        return False
+    for module in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
+        try:
+            importlib.import_module(module)
+            return True
+        except ImportError:
+            pass
+    return False
 
 
 class view_from_args:
