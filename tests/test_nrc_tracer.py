@@ -94,13 +94,13 @@ def _albedo_estimate(diffuse, specular, exponent, cos_o, n=40000, seed=0):
 
 def test_bsdf_sampling_conserves_energy():
     # at normal incidence the normalised Phong lobe reflects exactly its albedo; elsewhere it loses what falls below
-    est = _albedo_estimate(0.3, 0.6, 20, cos_o=1.0)
+    est = _albedo_estimate(0.3, 0.6, 20, cos_o=1.0, n=16000)
     print("albedo at normal incidence:", est)
-    assert np.allclose(est, 0.9, atol=0.01)
+    assert np.allclose(est, 0.9, atol=0.012)
     for cos_o in (0.7, 0.3, 0.05):
-        est = _albedo_estimate(0.3, 0.6, 20, cos_o=cos_o)
+        est = _albedo_estimate(0.3, 0.6, 20, cos_o=cos_o, n=4000)
         assert np.all(est <= 0.9 + 0.01)
-    assert np.allclose(_albedo_estimate(0.8, 0.0, 1, cos_o=0.2), 0.8, atol=1e-9)  # Lambert: weight is exactly 0.8
+    assert np.allclose(_albedo_estimate(0.8, 0.0, 1, cos_o=0.2, n=100), 0.8, atol=1e-9)  # Lambert: exactly 0.8
 
 
 def test_bsdf_sample_weight_equals_eval_over_pdf():

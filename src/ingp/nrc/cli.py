@@ -10,13 +10,15 @@ from ..cli import add_device_argument, positive_int
 def run_render(args) -> int:
     from .commands import render_command
 
-    if args.threads is not None:
-        import torch
+    import torch
 
-        from .tracer import set_threads
+    from .tracer import set_threads
 
-        torch.set_num_threads(args.threads)
-        set_threads(args.threads)
+    # The cache runs hundreds of small torch ops per frame; with several intra-op threads each op waits at a barrier
+    # for every thread, which on a busy CPU costs milliseconds per op (measured: 2-3 ms vs 5-130 us per op). So torch
+    # gets one thread and the tracer (one parallel region per frame) gets --threads.
+    torch.set_num_threads(1)
+    set_threads(args.threads)
     metrics = render_command(args.scene, args.out, frames=args.frames, use_cache=not args.no_cache,
                              animate=args.animate, width=args.width, height=args.height,
                              reference_spp=args.reference_spp, position_encoding=args.encoding, seed=args.seed,
@@ -44,13 +46,13 @@ def register(commands) -> None:
                         help="the Cornell box light jumps from x = 0.5 to x = 0.25 halfway through")
     render.add_argument("--width", type=positive_int, default=256, help="image width (default: 256)")
     render.add_argument("--height", type=positive_int, default=256, help="image height (default: 256)")
-    render.add_argument("--reference-spp", type=positive_int, default=1024,
-                        help="paths per pixel of the reference (computed once, then cached; default: 1024)")
+    render.add_argument("--reference-spp", type=positive_int, default=256,
+                        help="paths per pixel of the reference (computed once, then cached; default: 256)")
     render.add_argument("--reference-dir", type=Path,
                         help="folder of cached references (default: $INGP_CACHE_DIR/nrc or ~/.cache/ingp/nrc)")
     render.add_argument("--encoding", choices=("hashgrid", "trianglewave", "oneblob"), default="hashgrid",
                         help="the cache's position encoding (default: hashgrid)")
-    render.add_argument("--threads", type=positive_int, help="CPU threads for the tracer and torch")
+    render.add_argument("--threads", type=positive_int, help="CPU threads for the path tracer (default: numba's; the cache uses one)")
     render.add_argument("--seed", type=int, default=1337)
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true", help="print only the result line")

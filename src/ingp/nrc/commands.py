@@ -36,7 +36,7 @@ def scene_states(name: str, animate: bool) -> list:
 
 
 def render_command(scene_name: str, out: Path, *, frames: int = 30, use_cache: bool = True, animate: bool = False,
-                   width: int = 256, height: int = 256, reference_spp: int = 1024, position_encoding: str = "hashgrid",
+                   width: int = 256, height: int = 256, reference_spp: int = 256, position_encoding: str = "hashgrid",
                    seed: int = 1337, device: str = "cpu", quiet: bool = False, fps: float = 10.0,
                    reference_folder: Path | None = None) -> dict:
     """Render ``frames`` frames and write the run folder ``out``; returns the metrics."""
@@ -96,6 +96,7 @@ def render_command(scene_name: str, out: Path, *, frames: int = 30, use_cache: b
     times = {k: float(np.mean([r[k] for r in rows])) for k in ("tracing", "inference", "training")}
     metrics = {"primitive": "nrc", "scene": scene_name, "cache": use_cache, "animate": animate, "frames": frames,
                "width": width, "height": height, "seconds": elapsed, "mse": rows[-1]["mse"],
+               "mse_minus_reference_noise": rows[-1]["mse"] - refs[-1]["noise"],
                "seconds_per_frame": times,
                "reference": [{"spp": r["spp"], "noise_mse": r["noise"], "path": r["path"]} for r in refs],
                "cache_resets": renderer.cache.resets if renderer.cache is not None else None,

@@ -3,7 +3,7 @@
 One frame (``Renderer.frame``), for a ``width x height`` image at one path per pixel:
 
 1. trace (numba): every path gathers emission + next-event estimates until the path-spread heuristic ends it in
-   the cache; ``n_train`` randomly chosen paths go on as training paths, recording each vertex, and end in the cache
+   the cache; a random ``train_fraction`` of the paths go on as training paths, recording each vertex, and end in the cache
    again at their tail (``unbiased_fraction`` of them ignore the cache and run until Russian roulette stops them);
 2. inference (torch): one batched cache query for all rendering ends and training tails; the pixel is what the path
    gathered plus its throughput times the cache's radiance;
@@ -39,7 +39,7 @@ class Settings:
     height: int = 256
     use_cache: bool = True
     spread_c: float = 0.01          # NRC's c: end the path once its spread exceeds c * a0
-    n_train: int = 4096             # training paths per frame
+    train_fraction: float = 1 / 16  # share of the paths extended as training paths (4096 at 256²)
     unbiased_fraction: float = 1 / 16  # training paths whose tail ignores the cache
     steps: int = 2                  # optimiser steps per frame
     batch_size: int = 4096          # training vertices per step
@@ -70,7 +70,7 @@ class Renderer:
         n = s.width * s.height
         orig, dirs = scene.camera.rays(s.width, s.height, self.rng)
         slots = np.full(n, -1, dtype=np.int64)
-        n_train = min(s.n_train, n) if self.cache is not None else 0
+        n_train = max(1, round(s.train_fraction * n)) if self.cache is not None else 0
         unbiased = np.zeros(max(n_train, 1), dtype=np.bool_)
         if n_train:
             slots[self.rng.choice(n, n_train, replace=False)] = np.arange(n_train)
@@ -114,7 +114,7 @@ def reference_dir() -> Path:
     return Path(root) / "nrc" if root else Path.home() / ".cache" / "ingp" / "nrc"
 
 
-def reference(scene: Scene, width: int, height: int, spp: int = 1024, *, folder: Path | None = None,
+def reference(scene: Scene, width: int, height: int, spp: int = 256, *, folder: Path | None = None,
               seed: int = 7, progress=None) -> dict:
     """A converged plain path-traced render, computed once and cached on disk (keyed by scene, size, spp and the
     tracer version). Returns ``{"image": (H, W, 3), "noise": the estimated MSE of the reference itself, "spp"}``;
