@@ -1,7 +1,10 @@
 """Training past one device, measured on this machine (docs/scaling.md has the results and the projection).
 
-    python benchmarks/scaling.py [--only ranks,ddp,curve,tiles] [--tiles-seconds 240]
+    python benchmarks/scaling.py [--only projection,curve,ddp,ranks,tiles] [--tiles-seconds 240]
 
+* ``projection``: the all-reduce payload per step of each primitive's default model (from the flat parameter
+  layout; the ``ranks`` runs count the same bytes on the wire side) and, for NeRF, the step time on W GPUs from the
+  paper's single-GPU step time and assumed link bandwidths (both stated in the table; nothing measured).
 * ``ranks``: each primitive as one process (2 threads) and as ``torchrun --nproc_per_node 2`` (1 thread each) at the
   same global batch and steps: training seconds, wall seconds, and the all-reduce payload per step the run counted
   (``allreduce_bytes_per_step`` in metrics.json). image: albert 256 (defaults); sdf: armadillo (defaults, pool
@@ -175,28 +178,81 @@ def curve_table() -> None:
 def tiles_table(tmp: Path, seconds: float) -> None:
     image = DATA / "image_milkyway_eso0932a" / "eso0932a.jpg"
     common = ["--batch-size", "65536", "--device", "cpu"]
-    print("| Milky Way 6000x3000 | params | training s | PSNR | SSIM | load |")
-    print("|---|---|---|---|---|---|")
+    print("| Milky Way 6000x3000 | params | steps | training s | PSNR | SSIM | load |")
+    print("|---|---|---|---|---|---|---|")
     _, one = ingp(["image", "fit", str(image), "--out", str(tmp / "one"), "--log2-hashmap-size", "20", "--seconds",
                    str(seconds), "--quiet", *common], 1, 2)
-    print(f"| one model, T = 2^20, {seconds:g} s | {one['n_params']:,} | {one['seconds']:.1f} | {one['psnr']:.2f} | "
+    print(f"| one model, T = 2^20, {seconds:g} s | {one['n_params']:,} | {one['steps']} | {one['seconds']:.1f} | "
+          f"{one['psnr']:.2f} | "
           f"{one['ssim']:.4f} | {load()} |", flush=True)
     _, farm = ingp(["image", "fit", str(image), "--out", str(tmp / "farm"), "--tiles", "2x2", "--log2-hashmap-size",
                     "18", "--seconds", str(seconds / 4), "--quiet", *common], 1, 2)
     print(f"| 2x2 tiles (overlap 32 px), T = 2^18 each, {seconds / 4:g} s each | {farm['n_params']:,} | "
-          f"{farm['seconds']:.1f} | {farm['psnr']:.2f} | {farm['ssim']:.4f} | {load()} |", flush=True)
+          f"{farm['steps']} | {farm['seconds']:.1f} | {farm['psnr']:.2f} | {farm['ssim']:.4f} | {load()} |", flush=True)
     print("\nper-tile PSNR: " + ", ".join(f"{k} {v:.2f}" for k, v in farm["tile_psnr"].items()))
+
+
+# Assumed link bandwidths for the projection (bytes/s one way; none measured here): nominal figures.
+LINKS = {"NVLink 4 (H100/H200, 450 GB/s)": 450e9, "PCIe 4.0 x16 (32 GB/s)": 32e9,
+         "100 Gb/s InfiniBand/Ethernet (12.5 GB/s)": 12.5e9}
+PAPER_NERF_STEP = 6e-3  # s per NeRF step of 2^18 samples on an RTX 3090 (the paper; docs/REFERENCE.md), not measured
+
+
+def payloads() -> dict:
+    """All-reduce payload per step (bytes) of each primitive's default model, from the modules' flat parameter
+    layout (every parameter's gradient is fp32) plus the float64 stats vector; nothing is allocated."""
+    from ingp.encodings import build_encoding
+    from ingp.image.model import default_model_config as image_config
+    from ingp.nerf.model import default_model_config as nerf_config, resolved_config
+    from ingp.networks import build_network
+    from ingp.sdf.model import default_model_config as sdf_config
+
+    def n(config, d_in, d_out, pad_network=True):
+        e = build_encoding(d_in, config["encoding"])
+        return e.n_params + build_network(e.n_output_dims, d_out, config["network"]).n_params
+
+    nerf = resolved_config(nerf_config(), 1)
+    sh = build_encoding(3, nerf["dir_encoding"])
+    nerf_params = n(nerf, 3, 16) + build_network(16 + sh.n_output_dims, 3, nerf["rgb_network"]).n_params + sh.n_params
+    return {"image, albert 256x256 (defaults)": n(image_config(256, 256), 2, 1) * 4 + 8,
+            "image, Milky Way 6000x3000 (defaults, T = 2^24)": n(image_config(6000, 3000), 2, 3) * 4 + 8,
+            "sdf (defaults)": n(sdf_config(), 3, 1) * 4 + 8,
+            "nerf (defaults)": nerf_params * 4 + 24}
+
+
+def projection_table() -> None:
+    sizes = payloads()
+    print("| model | all-reduce payload per step | per-rank ring traffic, W = 2 / 4 / 8 |")
+    print("|---|---|---|")
+    for name, size in sizes.items():
+        print(f"| {name} | {size:,} B ({size / 2**20:.1f} MiB) | "
+              + " / ".join(f"{2 * (w - 1) / w * size / 2**20:.1f} MiB" for w in (2, 4, 8)) + " |")
+    nerf = sizes["nerf (defaults)"]
+    print(f"\nNeRF, one step of 2^18 samples = {PAPER_NERF_STEP * 1e3:g} ms on one GPU (assumed: the paper's 3090 "
+          f"figure); W GPUs: {PAPER_NERF_STEP * 1e3:g}/W ms of compute + ring all-reduce 2(W-1)/W x payload / "
+          f"bandwidth (latency and overlap ignored)\n")
+    print("| link (assumed bandwidth) | all-reduce ms, W = 2 / 4 / 8 | step ms, W = 2 / 4 / 8 | speed-up, W = 2 / 4 / 8 |")
+    print("|---|---|---|---|")
+    for link, bw in LINKS.items():
+        comm = [2 * (w - 1) / w * nerf / bw for w in (2, 4, 8)]
+        step = [PAPER_NERF_STEP / w + c for w, c in zip((2, 4, 8), comm)]
+        print(f"| {link} | " + " / ".join(f"{c * 1e3:.2f}" for c in comm) + " | "
+              + " / ".join(f"{t * 1e3:.2f}" for t in step) + " | "
+              + " / ".join(f"{PAPER_NERF_STEP / t:.2f}x" for t in step) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="ranks,ddp,curve,tiles")
+    parser.add_argument("--only", default="projection,curve,ddp,ranks,tiles")
     parser.add_argument("--tiles-seconds", type=float, default=240.0)
     args = parser.parse_args()
     only = set(args.only.split(","))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {load()}\n")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if "projection" in only:
+            projection_table()
+            print()
         if "curve" in only:
             curve_table()
             print()
