@@ -102,7 +102,7 @@ def test_a_larger_rate_weight_gives_fewer_latent_bits():
         with torch.no_grad():
             bits[lam] = float(model("hard")[1])
     print(f"latent bits at lambda 1e-4 / 3e-2: {bits}")
-    assert bits[3e-2] < 0.5 * bits[1e-4]
+    assert bits[3e-2] < 0.8 * bits[1e-4]
 
 
 def test_fitting_lowers_the_loss():

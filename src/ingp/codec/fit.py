@@ -24,7 +24,8 @@ from .decode import arm_sizes, decode_bytes, synthesis_sizes, wavefront_order
 from .latents import CONTEXT, contexts, level_sizes, synthesis_input
 from .networks import MLP, flatten_layers, ste_round
 
-FRAC_BITS = range(4, 13)   # candidate weight steps 2^-4 .. 2^-12
+ARM_FRAC_BITS = (5, 7, 9, 11)      # candidate weight steps 2^-b of the entropy model ...
+SYN_FRAC_BITS = (6, 8, 10, 12)     # ... and of the synthesis network
 LATENT_GAIN = 8.0          # latents are stored as y / LATENT_GAIN: Adam then moves y ~8x faster (short budgets)
 
 
@@ -95,15 +96,16 @@ def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> 
 
 def fit(pixels: np.ndarray, o: CodecOptions) -> CodecModel:
     """Train a ``CodecModel`` on (H, W, C) float32 values in [0, 1] within the budget in ``o``."""
-    from ..optim import build_optimizer
     from ..train import Budget, Progress, train
 
     h, w, c = pixels.shape
     torch.manual_seed(o.seed)
     model = CodecModel(h, w, c, o)
     target = torch.from_numpy(np.ascontiguousarray(pixels.reshape(-1, c), dtype=np.float32))
-    optimizer = build_optimizer({"otype": "Adam", "learning_rate": o.lr, "beta1": 0.9, "beta2": 0.999,
-                                 "epsilon": 1e-8, "l2_reg": 0.0}, model.parameters())
+    # plain Adam, not ingp's tcnn-semantics one: its numba worker threads were measured to slow the torch ops of
+    # the following steps 3-10x on a loaded 2-core machine, and the codec needs none of tcnn's per-entry semantics
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
+    torch.set_flush_denormal(True)  # tail probabilities underflow to denormals: measured 20x slower steps
     noise = torch.Generator().manual_seed(o.seed + 1)
     budget = Budget(steps=o.steps, seconds=o.seconds)
     progress = Progress()
@@ -118,7 +120,8 @@ def fit(pixels: np.ndarray, o: CodecOptions) -> CodecModel:
             mode, lr = "noise", o.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / soft_end)))
         else:
             mode, lr = "hard", o.lr * 0.02
-        optimizer.learning_rate = lr
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         recon, bits = model(mode, noise)
         loss = torch.mean((recon - target) ** 2) + o.lam * bits / (h * w)
         optimizer.zero_grad()
@@ -146,19 +149,14 @@ def _weight_code(values: np.ndarray) -> tuple[int, int, float]:
     return R, s, float(bits[s])
 
 
-def _latent_symbols(levels: list[np.ndarray], arm_layers, arm_bits: int):
-    """(r = q - floor(mu), fractions, scale indices) of every latent in coding order, and the range R needed."""
-    rs, fs, ss = [], [], []
-    for q in levels:
-        h, w = q.shape
-        ctx = contexts(torch.from_numpy(q)).numpy()
-        mu, frac, scale = fixedpoint.entropy_parameters(ctx, arm_layers, arm_bits)
-        order = wavefront_order(h, w)
-        rs.append((q.reshape(-1) - mu)[order])
-        fs.append(frac[order])
-        ss.append(scale[order])
-    r, f, s = np.concatenate(rs), np.concatenate(fs), np.concatenate(ss)
-    return r, f, s, max(1, int(np.abs(r).max()))
+def _latent_symbols(levels: list[np.ndarray], ctx: np.ndarray, order: np.ndarray, arm_layers, arm_bits: int):
+    """(r = q - floor(mu), fractions, scale indices) of every latent in coding order, and the range R needed.
+
+    ``ctx`` (N, n_context): contexts of all levels' latents in raster order, level after level; ``order`` (N,):
+    the coding order as indices into that concatenation."""
+    mu, frac, scale = fixedpoint.entropy_parameters(ctx, arm_layers, arm_bits)
+    r = (np.concatenate([q.reshape(-1) for q in levels]) - mu)[order]
+    return r, frac[order], scale[order], max(1, int(np.abs(r).max()))
 
 
 def encode(model: CodecModel, pixels: np.ndarray, lam: float, o: CodecOptions) -> bytes:
@@ -169,12 +167,16 @@ def encode(model: CodecModel, pixels: np.ndarray, lam: float, o: CodecOptions) -
     levels = [np.clip(q, -limit, limit) for q in levels]
 
     # entropy model: the weight step minimising latent bits + its own bits
+    ctx = np.concatenate([contexts(torch.from_numpy(q)).numpy() for q in levels])
+    starts = np.cumsum([0] + [q.size for q in levels])
+    order = np.concatenate([a + wavefront_order(*q.shape) for a, q in zip(starts, levels)])
     best = None
-    for bits_ in FRAC_BITS:
+    for bits_ in ARM_FRAC_BITS:
         layers = model.arm.integer_layers(bits_)
-        flat = flatten_layers(layers)
-        R_w, s_w, weight_bits = _weight_code(flat)
-        r, f, s, R = _latent_symbols(levels, layers, bits_)
+        R_w, s_w, weight_bits = _weight_code(flatten_layers(layers))
+        if R_w > laplace.MAX_RANGE:
+            continue
+        r, f, s, R = _latent_symbols(levels, ctx, order, layers, bits_)
         if R > laplace.MAX_RANGE:
             continue
         total = laplace.bits_of(r + R, R, s, f) + weight_bits
@@ -187,7 +189,7 @@ def encode(model: CodecModel, pixels: np.ndarray, lam: float, o: CodecOptions) -
     # synthesis: the weight step minimising MSE + lam * weight bits / pixel, with the exact integer decoder
     target = pixels.astype(np.float64)
     best = None
-    for bits_ in FRAC_BITS:
+    for bits_ in SYN_FRAC_BITS:
         layers = model.synthesis.integer_layers(bits_)
         R_w, s_w, weight_bits = _weight_code(flatten_layers(layers))
         if R_w > laplace.MAX_RANGE:

@@ -29,7 +29,25 @@ def _exp_q30(x: Decimal) -> int:
         return int((-x).exp() * ONE + Decimal("0.5"))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1)
+def _bases() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Q30 e^(-1/b) (N_SCALES, 1); e^(-c/b), e^(-(1 - c)/b) (N_SCALES, MU_STEPS); j0 (MU_STEPS,) (see ``masses``)."""
+    step = np.zeros((N_SCALES, 1), dtype=np.int64)
+    right = np.zeros((N_SCALES, MU_STEPS), dtype=np.int64)
+    left = np.zeros((N_SCALES, MU_STEPS), dtype=np.int64)
+    j0 = np.array([2 if 2 * f > MU_STEPS else 1 for f in range(MU_STEPS)])
+    for s in range(N_SCALES):
+        with localcontext() as ctx:
+            ctx.prec = 40
+            inv_b = (Decimal(-(LOG_SCALE_MIN * LOG_SCALE_STEPS + s)) / LOG_SCALE_STEPS).exp()   # 1 / b
+        step[s] = _exp_q30(inv_b)                                                              # e^(-1/b)
+        for f in range(MU_STEPS):
+            c = Decimal(int(j0[f])) - Decimal(1) / 2 - Decimal(f) / MU_STEPS
+            right[s, f], left[s, f] = _exp_q30(c * inv_b), _exp_q30((1 - c) * inv_b)
+    return step, right, left, j0
+
+
+@lru_cache(maxsize=16)
 def masses(R: int) -> np.ndarray:
     """(N_SCALES, MU_STEPS, 2R + 1) int64: Q30 probability mass of ``r = -R..R`` for each (scale, mean fraction).
 
@@ -37,27 +55,19 @@ def masses(R: int) -> np.ndarray:
     """
     if not 0 <= R <= MAX_RANGE:
         raise ValueError(f"range {R} outside 0..{MAX_RANGE}")
-    # edge j = -R .. R + 1 (column j + R) sits at j - 1/2 - f/MU_STEPS from the integer part of the mean
+    # edge j = -R .. R + 1 (column j + R) sits at j - 1/2 - f/MU_STEPS from the integer part of the mean.
+    # j0 = first edge right of the mean (1, or 2 when f/MU_STEPS > 1/2); c = its distance to the mean, in [0, 1).
     cdf = np.zeros((N_SCALES, MU_STEPS, 2 * R + 2), dtype=np.int64)
-    for s in range(N_SCALES):
-        with localcontext() as ctx:
-            ctx.prec = 40
-            inv_b = (Decimal(-(LOG_SCALE_MIN * LOG_SCALE_STEPS + s)) / LOG_SCALE_STEPS).exp()   # 1 / b
-        step = _exp_q30(inv_b)                                                                 # e^(-1/b)
-        for f in range(MU_STEPS):
-            # first edge at or right of the mean (j0 - 1/2 - f/8 >= 0); c = its distance from the mean, in [0, 1)
-            j0 = 2 if 2 * f > MU_STEPS else 1
-            c = Decimal(j0) - Decimal(1) / 2 - Decimal(f) / MU_STEPS
-            right, left = _exp_q30(c * inv_b), _exp_q30((1 - c) * inv_b)
-            row = cdf[s, f]
-            e = right
-            for j in range(j0, R + 2):                # edges right of the mean: 1 - e/2
-                row[j + R] = ONE - (e >> 1)
-                e = (e * step) >> 30
-            e = left
-            for j in range(j0 - 1, -R - 1, -1):        # edges left of the mean: e/2
-                row[j + R] = e >> 1
-                e = (e * step) >> 30
+    step, right, left, j0 = _bases()
+    fs = np.arange(MU_STEPS)
+    for k in range(R + 2):  # k-th edge on each side of the mean: e^(-(c + k)/b) and e^(-(1 - c + k)/b), exact ints
+        col = j0 + k + R
+        ok = col <= 2 * R + 1
+        cdf[:, fs[ok], col[ok]] = ONE - (right[:, ok] >> 1)
+        col = j0 - 1 - k + R
+        ok = col >= 0
+        cdf[:, fs[ok], col[ok]] = left[:, ok] >> 1
+        right, left = (right * step) >> 30, (left * step) >> 30
     return np.diff(cdf, axis=2)
 
 
@@ -85,5 +95,5 @@ def scale_index(log_scale: np.ndarray) -> np.ndarray:
 def bits_of(symbols: np.ndarray, R: int, scales: np.ndarray, fractions: np.ndarray) -> float:
     """Ideal code length in bits of ``symbols`` (r + R, int) under rows (scales, fractions) of the table."""
     m = masses(R)
-    p = m[scales, fractions, symbols].astype(np.float64) / m[scales, fractions].sum(axis=-1)
+    p = m[scales, fractions, symbols].astype(np.float64) / m.sum(axis=-1)[scales, fractions]
     return float(-np.log2(np.maximum(p, 2.0 ** -24)).sum())
