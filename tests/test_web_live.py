@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -171,22 +169,36 @@ def test_curve_keeps_a_bounded_evenly_spaced_history():
     assert curve.stride == 8 and curve.record()["loss"][0] == pytest.approx(1 / 8)
 
 
-def test_view_command_serves_a_training_run_live(tmp_path):
+def test_view_command_serves_a_training_run_live(tmp_path, monkeypatch, capsys):
+    import threading
+
+    import ingp.web.server as server_module
+
     run = image_run(tmp_path / "run")
     live = run / "live"
     (live / "0").mkdir(parents=True)
     (live / "0" / "model.json").write_text('{"live": true}')
     (live / "status.json").write_text(json.dumps({"format": "ingp-live", "running": True, "pid": os.getpid(),
                                                   "snapshot": 0}))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ingp.cli", "view", str(run), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    servers = []
+    real = server_module.make_server
+    monkeypatch.setattr(server_module, "make_server", lambda *a, **k: servers.append(real(*a, **k)) or servers[-1])
+    from argparse import Namespace
+
+    from ingp.web.cli import run_view
+
+    thread = threading.Thread(target=run_view, args=(Namespace(run=run, port=0, open=False),), daemon=True)
+    thread.start()
     try:
-        line = proc.stdout.readline()
-        assert line.startswith(f"serving the live snapshots of the training {run} at http://127.0.0.1:"), line
-        url = line.split(" at ")[1].split()[0]
+        deadline = time.monotonic() + 60
+        while not servers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{servers[0].server_address[1]}/"
         assert get(url + "live/0/model.json") == (200, b'{"live": true}')
+        assert get(url + "live/status.json")[0] == 200
         assert not (run / "web").exists()  # nothing exported: the trainer's snapshots are served
+        assert f"serving the live snapshots of the training {run} at {url}" in capsys.readouterr().out
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if servers:
+            servers[0].shutdown()
+        thread.join(10)
