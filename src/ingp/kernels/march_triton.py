@@ -37,8 +37,9 @@ from numba import njit
 from ..kernels import triton_interpreting
 
 # Rays per program. On a GPU a lane is a thread, so a block of 64 is two warps; the loop runs until the block's
-# longest walk ends, and small blocks keep that waste low (to be tuned on a GPU). Under the interpreter every
-# program costs Python overhead per step, so one big block is much faster there.
+# longest walk ends, and small blocks keep that waste low (untimed: to be tuned on a GPU; ptxas sm_90: 72-80
+# registers, no spills). Under the interpreter every program costs Python overhead per step, so one big block is
+# much faster there.
 BLOCK_GPU, WARPS_GPU = 64, 2
 BLOCK_INTERPRETER = 1024
 
