@@ -58,7 +58,6 @@ def main() -> int:
     failures = 0
     for d, f, interp, table in cases("--all" in sys.argv):
         grid = GridEncoding(d, n_levels=2, n_features_per_level=f, interpolation=interp)
-        spec = {**gt._specialisation(grid), "EXACT_FMA": True}
         pointers = {"table": table, "out": table, "grad_out": table, "offsets": "i64", "sizes": "i64",
                     "hashed": "i32", "factors": "i32"}
         derivs = interp != "Nearest"
@@ -67,7 +66,8 @@ def main() -> int:
                 (gt._backward, dict(NEED_PARAMS=True, NEED_X=derivs), gt.BLOCK_BACKWARD),
                 (gt._double_backward, dict(HAS_U=True, HAS_V=True, NEED_GO=True, NEED_DT=True, NEED_DX=derivs),
                  gt.BLOCK_DOUBLE)):
-            constants = {**spec, **flags, "BLOCK": block}
+            unroll = gt.UNROLL_MAX_DIMS_DOUBLE if kernel is gt._double_backward else gt.UNROLL_MAX_DIMS
+            constants = {**gt._specialisation(grid, unroll), "EXACT_FMA": True, **flags, "BLOCK": block}
             signature = {name: "constexpr" if name in constants else
                          ("i64" if name in ("n", "sxn", "sxd", "sgn", "sgf") else "*" + pointers.get(name, "fp32"))
                          for name in inspect.signature(kernel.fn).parameters}

@@ -25,9 +25,9 @@ a GPU; Triton's interpreter evaluates fma as a product and a sum (two roundings)
 ``EXACT_FMA=False`` branch computes it as numba does (float64 product + 0.5, rounded once to float32).
 
 GPU notes (not tuned: written and checked without a GPU, under the interpreter and by compiling to sm_90 PTX):
-``BLOCK_*`` and ``NUM_WARPS`` below are first guesses; corners are unrolled up to ``UNROLL_MAX_DIMS`` dims and
-looped over above it (smaller code for d = 5..7); the backward's input gradient uses one atomic add per point,
-dimension and level (L-way contention on (N, d) floats).
+``BLOCK_*`` and ``NUM_WARPS`` below are first guesses; corners are unrolled up to ``UNROLL_MAX_DIMS`` dims (3 in
+the double backward) and looped over above (smaller code, much shorter compiles); the backward's input gradient
+uses one atomic add per point, dimension and level (L-way contention on (N, d) floats).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ BLOCK_BACKWARD = 128
 BLOCK_DOUBLE = 64  # more live values per point (u, d/dx accumulators, per-corner weight derivatives)
 NUM_WARPS = 4
 UNROLL_MAX_DIMS = 4  # corners unrolled (2^d copies of the corner code) up to this many dims
+UNROLL_MAX_DIMS_DOUBLE = 3  # the double backward's corner code is larger: d = 4, F = 8 unrolled took 95-110 s to
+# compile for sm_90 on the (busy) 2-core CPU machine; looped, d = 4..7 compile in seconds
 # Under the interpreter every op costs the same for 1 or 1000 points, so fewer, larger programs run much faster;
 # tests still cover several blocks per level by using more points than this.
 INTERPRETER_BLOCK = 256
@@ -387,10 +389,11 @@ def _block(gpu_block: int) -> int:
     return INTERPRETER_BLOCK if triton_interpreting() else gpu_block
 
 
-def _specialisation(grid: GridEncoding) -> dict:
+def _specialisation(grid: GridEncoding, unroll_max_dims: int = UNROLL_MAX_DIMS) -> dict:
+    """The constexpr arguments every kernel takes for this grid."""
     d, interp = grid.n_input_dims, _INTERP[grid.interpolation]
     return dict(D=d, F=grid.n_features_per_level, INTERP=interp, N_CORNERS=1 if interp == 1 else 2**d,
-                UNROLL=d <= UNROLL_MAX_DIMS or interp == 1, EXACT_FMA=not triton_interpreting())
+                UNROLL=d <= unroll_max_dims or interp == 1, EXACT_FMA=not triton_interpreting())
 
 
 def _forward_launch(grid: GridEncoding, x: torch.Tensor, table: torch.Tensor, out: torch.Tensor) -> None:
@@ -460,9 +463,9 @@ class _GridBackward(torch.autograd.Function):
                 x, x.stride(0), x.stride(1), params, grad_out, grad_out.stride(0), grad_out.stride(1),
                 dummy if u32 is None else u32, dummy if v32 is None else v32, dummy if d_go is None else d_go,
                 dummy if d_table is None else d_table, dummy if d_x is None else d_x, n,
-                *level_tensors(grid, x.device), **_specialisation(grid), HAS_U=u32 is not None,
-                HAS_V=v32 is not None, NEED_GO=need_go, NEED_DT=need_dt, NEED_DX=need_dx, BLOCK=block,
-                num_warps=NUM_WARPS)
+                *level_tensors(grid, x.device), **_specialisation(grid, UNROLL_MAX_DIMS_DOUBLE),
+                HAS_U=u32 is not None, HAS_V=v32 is not None, NEED_GO=need_go, NEED_DT=need_dt, NEED_DX=need_dx,
+                BLOCK=block, num_warps=NUM_WARPS)
         return (None if d_go is None else d_go.to(grad_out.dtype), None if d_x is None else d_x.to(x.dtype),
                 None if d_table is None else d_table.to(params.dtype), None, None, None)
 
