@@ -2,8 +2,8 @@
 
 Triton's interpreter accepts code its compiler rejects, so ``test_grid_triton`` runs this in a subprocess (the
 interpreter must be off: under ``TRITON_INTERPRET=1`` ``@triton.jit`` gives interpreted functions that cannot be
-compiled). Each compiled kernel must use no shared memory and no layout conversions: every per-point value stays in
-its thread's registers. ``python tests/triton_compile_check.py --all`` sweeps d = 1..7, F in {1,2,4,8}, every
+compiled). Each compiled kernel must use no shared memory and no layout conversions (every per-point value stays
+in its thread's registers) and compute positions with a single-rounding ``fma.rn.f32``. ``python tests/triton_compile_check.py --all`` sweeps d = 1..7, F in {1,2,4,8}, every
 interpolation and both table dtypes (minutes); without ``--all`` a small set (seconds). ``--registers`` adds each
 kernel's register count and spills, from the ptxas that ships with triton (``ptxas -v``).
 """
@@ -75,7 +75,8 @@ def main() -> int:
             compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
                                       target=GPUTarget("cuda", 90, 32), options={"num_warps": gt.NUM_WARPS})
             ok = ("cubin" in compiled.asm and compiled.metadata.shared == 0
-                  and "convert_layout" not in compiled.asm["ttgir"])
+                  and "convert_layout" not in compiled.asm["ttgir"]
+                  and "fma.rn.f32" in compiled.asm["ptx"])  # the position: tcnn's fmaf(scale, x, 0.5)
             failures += not ok
             extra = "  " + registers(compiled.asm["ptx"]) if "--registers" in sys.argv else ""
             print(f"{'ok  ' if ok else 'FAIL'} d={d} F={f} {interp:10s} {table} {kernel.fn.__name__:16s} "
