@@ -75,8 +75,12 @@ def main() -> int:
             compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
                                       target=GPUTarget("cuda", 90, 32), options={"num_warps": gt.NUM_WARPS})
             ok = ("cubin" in compiled.asm and compiled.metadata.shared == 0
-                  and "convert_layout" not in compiled.asm["ttgir"]
-                  and "fma.rn.f32" in compiled.asm["ptx"])  # the position: tcnn's fmaf(scale, x, 0.5)
+                  and "convert_layout" not in compiled.asm["ttgir"])
+            if kernel is gt._forward:  # without fusion, the only fma left is the position's tl.fma (tcnn's fmaf)
+                plain = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                       target=GPUTarget("cuda", 90, 32),
+                                       options={"num_warps": gt.NUM_WARPS, "enable_fp_fusion": False})
+                ok = ok and plain.asm["ptx"].count("fma.rn.f32") == d
             failures += not ok
             extra = "  " + registers(compiled.asm["ptx"]) if "--registers" in sys.argv else ""
             print(f"{'ok  ' if ok else 'FAIL'} d={d} F={f} {interp:10s} {table} {kernel.fn.__name__:16s} "
