@@ -4,7 +4,8 @@ config), run alternately in one process (A B A B ..., after an unmeasured warm-u
 NeRF from those runs; SDF from a short default-config fit of the bunny).
 
 Steps per *wall* second of the training loop (first step to last, so the copy on the training thread and the writer
-thread's share of the CPU both count); the run folders go to a temporary folder. Prints markdown tables.
+thread's share of the CPU both count), with periodic checkpoints off (they would cost the slower run more); the run
+folders go to a temporary folder. Prints markdown tables.
 
     nice python benchmarks/live_view.py [--image-steps 150] [--nerf-steps 60] [--repeats 2] [--threads 2]
 """
@@ -12,6 +13,7 @@ thread's share of the CPU both count); the run folders go to a temporary folder.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -108,6 +110,7 @@ def main() -> None:
     ap.add_argument("--mesh", type=Path, default=SHARED / "meshes_instant_ngp" / "bunny.obj")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["INGP_SAVE_EVERY"] = "1e9"  # only the final save: periodic checkpoints would tax the slower run more
     rows, snaps = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
