@@ -47,3 +47,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def _unusable_scene(name, emission):
+    """emission 0: no emitter. Else two close, facing, reflecting plates that emit ``emission`` each: a pixel's
+    own emission plus its next-event estimate exceed float64's range when ``emission`` is 1.5e308."""
+    from ingp.nrc.scene import Camera, Material, build_scene, quad
+
+    plate = Material(diffuse=(0.9,) * 3, emission=(emission,) * 3)
+    floor = quad((-10, 0, 10), (20, 0, 0), (0, 0, -20))      # faces up
+    ceiling = quad((-10, 0.1, -10), (20, 0, 0), (0, 0, 20))  # faces down
+    return build_scene(name, [(floor, plate), (ceiling, plate)], Camera((0, 0.05, 0), (1, 0.0, 0)))
+
+
+@pytest.mark.parametrize("emission, message", [
+    (0.0, "scene 'dark': has no emitter"),
+    (1.5e308, "scene 'dark': the path tracer produced non-finite radiance"),
+])
+def test_unusable_scene_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, emission, message):
+    from ingp.nrc import scene
+
+    monkeypatch.setitem(scene.SCENES, "dark", lambda: _unusable_scene("dark", emission))
+    assert main(["nrc", "render", "dark", "--out", str(tmp_path / "x"), *small(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "x").exists()

@@ -104,6 +104,20 @@ class Renderer:
         return image.reshape(s.height, s.width, 3), {"tracing": t1 - t0, "inference": t2 - t1, "training": t3 - t2}
 
 
+    def cache_image(self) -> np.ndarray:
+        """What the cache alone says the image is: emission seen at the pixel centres' first hits plus the cache's
+        scattered radiance there, (H, W, 3). Noise-free, so its MSE against the reference measures the cache's
+        error directly (plus pixel-centre aliasing at edges); it does not train the cache."""
+        s = self.settings
+        orig, dirs = self.scene.camera.rays(s.width, s.height)
+        # spread_c = -1: every path "spreads" at its first vertex, so it ends there in a cache query
+        fr = trace_paths(self.scene, orig, dirs, 0, use_cache=True, spread_c=-1.0, max_depth=2)
+        image = fr.radiance.copy()
+        if self.cache is not None:
+            image[fr.q_valid] += fr.q_beta[fr.q_valid] * self.cache.predict(fr.q_feat[fr.q_valid])
+        return image.reshape(s.height, s.width, 3)
+
+
 def mse(image: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean((np.asarray(image, np.float64) - reference) ** 2))
 
