@@ -28,8 +28,8 @@ from PIL import Image, features
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "image_kodak"
 SUBSET = ("kodim01", "kodim04", "kodim15", "kodim23")
-LAMBDAS = (8e-3, 4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4)
-SUBSET_LAMBDAS = (8e-3, 2e-3, 5e-4)
+LAMBDAS = (4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4)
+SUBSET_LAMBDAS = (2e-3, 5e-4, 1.25e-4)
 QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 # Kodak averages, RGB PSNR (dB) at 0.25 / 0.5 / 1.0 bpp, as quoted in the C3 paper (Kim et al., CVPR 2024) and the
 # Cool-chic papers/repository (Ladune et al.); reference figures only, not measured here.

@@ -12,7 +12,7 @@ import torch
 
 from ingp.cli import main
 from ingp.codec import bitstream, fixedpoint, laplace
-from ingp.codec.decode import decode_bytes, wavefront_order
+from ingp.codec.decode import coding_order, decode_bytes, wavefront_order
 from ingp.codec.fit import CodecModel, CodecOptions, compress_pixels, fit, laplace_bits
 from ingp.codec.latents import CONTEXT, level_sizes, synthesis_input, upsample2x
 from ingp.codec.networks import MLP
@@ -83,6 +83,8 @@ def test_wavefront_order_decodes_every_context_first():
             for dy, dx in CONTEXT:
                 if 0 <= y + dy < h and 0 <= x + dx < w:
                     assert position[(y + dy) * w + x + dx] < position[y * w + x]
+    sizes = level_sizes(7, 11, 3)
+    assert sorted(coding_order(sizes)) == list(range(sum(a * b for a, b in sizes)))
 
 
 def _image(h=24, w=32, c=3, seed=0):

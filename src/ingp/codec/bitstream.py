@@ -7,7 +7,7 @@ Layout (little-endian)::
 The header holds everything the decoder needs: image size and channels, the number of latent levels, both network
 shapes and their weight steps (2^-frac_bits), and the integer ranges / scale indices of the Laplace tables used for
 the weights and the latents. The payload codes, in order: entropy-model weights, synthesis weights, then the
-latents level by level (0 = finest) in wavefront order (``decode.wavefronts``).
+latents in coding order (``decode.coding_order``: diagonal t = x + 2y, then level, then y).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Decoding a ``.ingp`` codec file: weights, then latents wavefront by wavefront, then the integer synthesis.
 
-The entropy model of a latent reads its causal neighbours (``latents.CONTEXT``: dx + 2 dy < 0), so every latent on
-the anti-diagonal t = x + 2y depends only on earlier diagonals: one vectorised entropy-model evaluation and one
-batched range-decoder call per diagonal (about W + 2H of them per level), no per-latent Python loop.
+The entropy model of a latent reads its causal neighbours in its own level (``latents.CONTEXT``: dx + 2 dy < 0), so
+every latent on the anti-diagonal t = x + 2y depends only on earlier diagonals of its level. Diagonal t of all levels
+is decoded together: one vectorised entropy-model evaluation and one batched range-decoder call per t (W + 2H - 2
+of them), no per-latent Python loop. The coding order is therefore: t ascending, then level, then y ascending.
 """
 
 from __future__ import annotations
@@ -34,8 +35,20 @@ def wavefronts(height: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray
 
 
 def wavefront_order(height: int, width: int) -> np.ndarray:
-    """Raster indices (y * W + x) in coding order."""
+    """Raster indices (y * W + x) of one grid in diagonal order."""
     return np.concatenate([ys * width + xs for ys, xs in wavefronts(height, width)])
+
+
+def fronts(sizes: list[tuple[int, int]]) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """For each t: [(level, ys, xs)] of the levels that have a diagonal t."""
+    per_level = [list(wavefronts(h, w)) for h, w in sizes]
+    return [[(l, *f[t]) for l, f in enumerate(per_level) if t < len(f)] for t in range(max(map(len, per_level)))]
+
+
+def coding_order(sizes: list[tuple[int, int]]) -> np.ndarray:
+    """Indices into the concatenated raster-order latents of all levels, in coding order."""
+    starts = np.cumsum([0] + [h * w for h, w in sizes])
+    return np.concatenate([starts[l] + ys * sizes[l][1] + xs for front in fronts(sizes) for l, ys, xs in front])
 
 
 def decode_weights(decoder, count: int, R: int, scale: int) -> np.ndarray:
@@ -43,17 +56,21 @@ def decode_weights(decoder, count: int, R: int, scale: int) -> np.ndarray:
     return decoder.decode(model, count).astype(np.int64) - R
 
 
-def decode_level(decoder, height: int, width: int, arm_layers, arm_bits: int, R: int) -> np.ndarray:
-    """One (height, width) int64 latent grid, read diagonal by diagonal."""
+def decode_latents(decoder, sizes: list[tuple[int, int]], arm_layers, arm_bits: int, R: int) -> list[np.ndarray]:
+    """The int64 latent grids [(h_l, w_l)], read diagonal by diagonal (all levels at once)."""
     table = laplace.probabilities(R)
-    grid = np.zeros((height + PAD, width + 2 * PAD), dtype=np.int64)
+    grids = [np.zeros((h + PAD, w + 2 * PAD), dtype=np.int64) for h, w in sizes]
     model = bitstream.categorical()
-    for ys, xs in wavefronts(height, width):
-        ctx = np.stack([grid[PAD + ys + dy, PAD + xs + dx] for dy, dx in CONTEXT], axis=1)
+    for front in fronts(sizes):
+        ctx = np.concatenate([np.stack([grids[l][PAD + ys + dy, PAD + xs + dx] for dy, dx in CONTEXT], axis=1)
+                              for l, ys, xs in front])
         mu, frac, scale = fixedpoint.entropy_parameters(ctx, arm_layers, arm_bits)
-        r = decoder.decode(model, table[scale, frac])
-        grid[PAD + ys, PAD + xs] = r.astype(np.int64) - R + mu
-    return grid[PAD:, PAD:PAD + width]
+        q = decoder.decode(model, table[scale, frac]).astype(np.int64) - R + mu
+        at = 0
+        for l, ys, xs in front:
+            grids[l][PAD + ys, PAD + xs] = q[at:at + len(ys)]
+            at += len(ys)
+    return [g[PAD:, PAD:PAD + w] for g, (h, w) in zip(grids, sizes)]
 
 
 def decode_bytes(data: bytes) -> tuple[np.ndarray, bitstream.Header]:
@@ -65,8 +82,8 @@ def decode_bytes(data: bytes) -> tuple[np.ndarray, bitstream.Header]:
                                               header.arm_scale), arm_sizes(header))
         syn = unflatten_layers(decode_weights(decoder, n_values(synthesis_sizes(header)), header.syn_range,
                                               header.syn_scale), synthesis_sizes(header))
-        levels = [decode_level(decoder, h, w, arm, header.arm_frac_bits, header.latent_range)
-                  for h, w in level_sizes(header.height, header.width, header.n_levels)]
+        levels = decode_latents(decoder, level_sizes(header.height, header.width, header.n_levels), arm,
+                                header.arm_frac_bits, header.latent_range)
         pixels = fixedpoint.synthesize(levels, syn, header.syn_frac_bits, header.channels)
     except InputError:
         raise
