@@ -15,7 +15,7 @@ Prints markdown tables:
 
 Contenders are run *interleaved* (one frame each in turn, each with its own clock), so that a machine shared with
 other jobs slows them alike; the load average is printed. References are computed once and cached
-(``~/.cache/ingp/nrc``); computing them takes a while (256 paths per pixel; the reported "ref noise" is its own variance).
+(``~/.cache/ingp/nrc``); computing them takes a while (256 paths per pixel; "ref noise" is their own variance).
 """
 
 from __future__ import annotations

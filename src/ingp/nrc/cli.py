@@ -52,7 +52,8 @@ def register(commands) -> None:
                         help="folder of cached references (default: $INGP_CACHE_DIR/nrc or ~/.cache/ingp/nrc)")
     render.add_argument("--encoding", choices=("hashgrid", "trianglewave", "oneblob"), default="hashgrid",
                         help="the cache's position encoding (default: hashgrid)")
-    render.add_argument("--threads", type=positive_int, help="CPU threads for the path tracer (default: numba's; the cache uses one)")
+    render.add_argument("--threads", type=positive_int,
+                        help="CPU threads for the path tracer (default: numba's; the cache uses one)")
     render.add_argument("--seed", type=int, default=1337)
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true", help="print only the result line")

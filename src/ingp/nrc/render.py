@@ -3,8 +3,9 @@
 One frame (``Renderer.frame``), for a ``width x height`` image at one path per pixel:
 
 1. trace (numba): every path gathers emission + next-event estimates until the path-spread heuristic ends it in
-   the cache; a random ``train_fraction`` of the paths go on as training paths, recording each vertex, and end in the cache
-   again at their tail (``unbiased_fraction`` of them ignore the cache and run until Russian roulette stops them);
+   the cache; a random ``train_fraction`` of the paths go on as training paths, recording each vertex, and end in
+   the cache again at their tail (``unbiased_fraction`` of them ignore the cache and run until Russian roulette
+   stops them);
 2. inference (torch): one batched cache query for all rendering ends and training tails; the pixel is what the path
    gathered plus its throughput times the cache's radiance;
 3. training (torch): targets walk back from each tail (``L_s(v) = nee_v + ratio_v L_s(v+1)``) and the cache takes
