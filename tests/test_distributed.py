@@ -54,7 +54,7 @@ def tiny_image(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image_session(tiny_image, ball, tmp_path_factory) -> Path:
+def session(tiny_image, ball, tmp_path_factory) -> Path:
     """One 2-rank job running every check of the three primitives (``dist_workers.session``): process start-up
     dominates, so it is paid once."""
     out = tmp_path_factory.mktemp("dist")
@@ -100,9 +100,9 @@ def assert_states_equal(a: dict, b: dict) -> None:
         assert a == b
 
 
-def test_two_ranks_equal_one_process_accumulating_both_halves(image_session, tiny_image):
+def test_two_ranks_equal_one_process_accumulating_both_halves(session, tiny_image):
     torch.set_num_threads(1)
-    ranks = [torch.load(image_session / f"pieces.rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = [torch.load(session / f"pieces.rank{r}.pt", weights_only=True) for r in range(2)]
     assert torch.equal(ranks[0]["params"], ranks[1]["params"])  # replicas equal
     assert_states_equal(ranks[0]["optimizer"], ranks[1]["optimizer"])
     model, optimizer, losses = reference_steps(tiny_image)
@@ -114,35 +114,35 @@ def test_two_ranks_equal_one_process_accumulating_both_halves(image_session, tin
     assert not torch.equal(start, model.params.detach())  # it trained
 
 
-def test_distributed_resume_equals_uninterrupted_run(image_session):
+def test_distributed_resume_equals_uninterrupted_run(session):
     for name in ("fit_full", "fit_part", "fit_resume"):
         for r in range(2):
-            assert (image_session / f"{name}.rank{r}").read_text() == "ok"
-    full = torch.load(image_session / "full" / "checkpoint.pt", weights_only=True)
-    resumed = torch.load(image_session / "part" / "checkpoint.pt", weights_only=True)
+            assert (session / f"{name}.rank{r}").read_text() == "ok"
+    full = torch.load(session / "full" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(session / "part" / "checkpoint.pt", weights_only=True)
     assert full["step"] == resumed["step"] == 2 * dist_workers.STEPS
     assert torch.equal(full["weights"]["params"], resumed["weights"]["params"])
     assert_states_equal(full["optimizer"], resumed["optimizer"])
     import json
 
-    metrics = json.loads((image_session / "full" / "metrics.json").read_text())
+    metrics = json.loads((session / "full" / "metrics.json").read_text())
     assert metrics["ranks"] == 2 and metrics["steps"] == 2 * dist_workers.STEPS and metrics["psnr"] > 5
     model_bytes = full["weights"]["params"].numel() * 4
     assert metrics["allreduce_bytes_per_step"] == model_bytes + 8 and metrics["allreduces_per_step"] == 2
 
 
-def test_seconds_budget_stops_every_rank_at_the_same_step(image_session):
-    assert [(image_session / f"seconds.rank{r}").read_text() for r in range(2)] == ["ok", "ok"]
-    assert [(image_session / f"seconds_steps.rank{r}").read_text() for r in range(2)] == ["4", "4"]  # 4 x 0.3 >= 1
+def test_seconds_budget_stops_every_rank_at_the_same_step(session):
+    assert [(session / f"seconds.rank{r}").read_text() for r in range(2)] == ["ok", "ok"]
+    assert [(session / f"seconds_steps.rank{r}").read_text() for r in range(2)] == ["4", "4"]  # 4 x 0.3 >= 1
 
 
-def test_bad_input_is_one_line_on_every_rank(image_session):
+def test_bad_input_is_one_line_on_every_rank(session):
     for r in range(2):
-        uneven = (image_session / f"uneven.rank{r}").read_text()
+        uneven = (session / f"uneven.rank{r}").read_text()
         assert "--batch-size 513 does not split evenly over 2 ranks" in uneven and "\n" not in uneven
-        mismatch = (image_session / f"mismatch.rank{r}").read_text()
+        mismatch = (session / f"mismatch.rank{r}").read_text()
         assert "the run config differs between rank 0 and rank 1" in mismatch and "\n" not in mismatch
-    assert not (image_session / "mismatch" / "checkpoint.pt").exists()
+    assert not (session / "mismatch" / "checkpoint.pt").exists()
 
 
 def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -205,9 +205,9 @@ def reference_sdf(eikonal: float, n_ranks: int = 2):
 
 
 @pytest.mark.parametrize("eikonal", [0.0, 0.1])
-def test_sdf_two_ranks_equal_one_process_accumulating_both_halves(image_session, eikonal):
+def test_sdf_two_ranks_equal_one_process_accumulating_both_halves(session, eikonal):
     torch.set_num_threads(1)
-    ranks = [torch.load(image_session / f"sdf{eikonal}.rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = [torch.load(session / f"sdf{eikonal}.rank{r}.pt", weights_only=True) for r in range(2)]
     assert torch.equal(ranks[0]["params"], ranks[1]["params"])
     assert_states_equal(ranks[0]["optimizer"], ranks[1]["optimizer"])
     model, optimizer = reference_sdf(eikonal)
@@ -216,12 +216,12 @@ def test_sdf_two_ranks_equal_one_process_accumulating_both_halves(image_session,
     assert_states_equal(ranks[0]["optimizer"], optimizer.state_dict())
 
 
-def test_nerf_replicas_and_occupancy_grid_stay_identical_and_match_one_process(image_session, ball):
+def test_nerf_replicas_and_occupancy_grid_stay_identical_and_match_one_process(session, ball):
     """Two ranks keep equal weights, occupancy grids, Adam state and ray counts; after one step they have traced
     exactly the rays one process traces (same counts, same next ray count) and reached the same weights up to
     float rounding (the loss is a sum of two half-batch means there)."""
     torch.set_num_threads(1)
-    ranks = [torch.load(image_session / f"nerf.rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = [torch.load(session / f"nerf.rank{r}.pt", weights_only=True) for r in range(2)]
     for key in ("weights", "optimizer", "n_rays", "samples_seen", "samples_marched", "rays_seen", "losses"):
         assert_states_equal(ranks[0][key], ranks[1][key])
     assert set(ranks[0]["weights"]) >= {"density_params", "rgb_params"} and len(ranks[0]["weights"]) > 2  # + grid
