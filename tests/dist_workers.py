@@ -130,6 +130,16 @@ def session(rank: int, world_size: int, port: int, image_path: str, scene: str, 
 
         _catch("seconds", out, rank, seconds_budget)
 
+        def tiles():  # a 2x2 tile farm whose tiles the two ranks share out
+            from ingp.image.tiles import fit_tiles
+
+            config = {k: v for k, v in TINY_IMAGE_CONFIG.items()}
+            m = fit_tiles(Path(image_path), out / "tiles", columns=2, rows=2, overlap=3,
+                          model_config_for=lambda w, h: config, budget=Budget(steps=2), batch_size=256, seed=3,
+                          device="cpu", quiet=True)
+            (out / f"tiles_metrics.rank{rank}").write_text(str(m["steps"]) + " " + str(m["ranks"]))
+
+        _catch("tiles", out, rank, tiles)
         from ingp.sdf.fit import make_step
 
         for eikonal in (0.0, 0.1):

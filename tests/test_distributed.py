@@ -233,3 +233,14 @@ def test_nerf_replicas_and_occupancy_grid_stay_identical_and_match_one_process(s
     assert ranks[0]["losses"][0] == pytest.approx(loss, rel=1e-5)
     for name, w in single.weights().items():
         assert torch.allclose(first["weights"][name], w.detach(), atol=1e-5, rtol=1e-4), name
+
+
+def test_tile_farm_shares_tiles_between_ranks(session):
+    """Under two ranks each tile is fitted once (as an ordinary one-process run) and both ranks get the metrics."""
+    import json
+
+    assert [(session / f"tiles.rank{r}").read_text() for r in range(2)] == ["ok", "ok"]
+    assert [(session / f"tiles_metrics.rank{r}").read_text() for r in range(2)] == ["8 2", "8 2"]  # 4 tiles x 2 steps
+    for name in ("r0c0", "r0c1", "r1c0", "r1c1"):
+        metrics = json.loads((session / "tiles" / "tiles" / name / "metrics.json").read_text())
+        assert metrics["steps"] == 2 and metrics["ranks"] == 1

@@ -141,6 +141,9 @@ def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict
     if primitive == "image":
         from ..image.commands import load_run
 
+        if "tiles" in run.config():  # the viewer draws one field; a tile farm's cross-fade is not exported
+            raise InputError(f"{run_path}: a tiled run (fit --tiles) cannot be exported for the web viewer; export "
+                             f"one tile's run instead, e.g. {Path(run_path) / 'tiles' / 'r0c0'}")
         model, config = load_run(run_path, device="cpu")
         return "image", *fields_of("image", model, config, writer, weight_dtype)
     if primitive == "sdf":
