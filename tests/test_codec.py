@@ -188,3 +188,18 @@ def test_compressing_an_unreadable_image_names_the_file(tmp_path, capsys):
     assert main(["image", "compress", str(bad), "--out", str(out), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and not out.exists()
+
+
+def test_rate_search_keeps_the_best_trial_meeting_the_target():
+    from ingp.codec.commands import compress_image
+    from ingp.image.io import ImageData
+
+    pixels = _image(12, 12, 3)
+    image = ImageData(np.rint(pixels * 255).astype(np.uint8), None)
+    o = CodecOptions(steps=8, seconds=None, n_levels=2)
+    loose = compress_image(pixels, image, o, bpp=1e6, trials=2)  # every trial fits: the best PSNR wins
+    assert len(loose["trials"]) == 2 and loose["psnr"] == max(p for _, _, p in loose["trials"])
+    lams = [lam for lam, _, _ in loose["trials"]]
+    assert lams[1] < lams[0]  # under budget: lambda bisected downwards
+    hard = compress_image(pixels, image, o, psnr=200.0, trials=2)  # unreachable: the closest trial
+    assert hard["psnr"] == max(p for _, _, p in hard["trials"])

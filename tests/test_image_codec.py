@@ -73,14 +73,17 @@ def test_compress_and_decompress_commands(tmp_path, capsys):
     assert main(["image", "fit", str(tmp_path / "im.png"), "--out", str(run), "--steps", "40", "--n-levels", "6",
                  "--log2-hashmap-size", "10", "--batch-size", "2048", "--quiet"]) == 0
     psnr = json.loads((run / "metrics.json").read_text())["psnr"]
-    assert main(["image", "compress", str(run), "--bits", "8", "--out", str(tmp_path / "im.ingp")]) == 0
+    assert main(["image", "compress", str(run), "--method", "weights", "--bits", "8", "--out",
+                 str(tmp_path / "im.ingp")]) == 0
     line = capsys.readouterr().out
     assert "bits per pixel" in line and f"unquantised {psnr:.2f} dB" in line
     decoded_psnr = float(line.split("PSNR ")[1].split(" dB")[0])
     assert psnr - 1.0 < decoded_psnr <= psnr + 0.2  # 8 bits costs little
-    assert main(["image", "compress", str(run), "--bits", "4", "--out", str(tmp_path / "plain.ingp")]) == 0
+    assert main(["image", "compress", str(run), "--method", "weights", "--bits", "4", "--out",
+                 str(tmp_path / "plain.ingp")]) == 0
     plain = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
-    assert main(["image", "compress", str(run), "--bits", "4", "--out", str(tmp_path / "qat.ingp"),
+    assert main(["image", "compress", str(run), "--method", "weights", "--bits", "4", "--out",
+                 str(tmp_path / "qat.ingp"),
                  "--finetune-steps", "30", "--quiet"]) == 0
     tuned = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
     assert tuned > plain + 0.5  # quantisation-aware fine-tuning pays at 4 bits

@@ -26,6 +26,7 @@ from .networks import MLP, flatten_layers, ste_round
 
 ARM_FRAC_BITS = (5, 7, 9, 11)      # candidate weight steps 2^-b of the entropy model ...
 SYN_FRAC_BITS = (6, 8, 10, 12)     # ... and of the synthesis network
+WEIGHT_RANGE = 1024                # largest |integer weight| considered (bounds the table sizes built)
 LATENT_GAIN = 16.0         # latents are stored as y / LATENT_GAIN: Adam moves y 16x faster (short budgets; 4, 8, 16 tried)
 
 
@@ -138,8 +139,11 @@ def _latent_ints(model: CodecModel) -> list[np.ndarray]:
 
 
 def _weight_code(values: np.ndarray) -> tuple[int, int, float]:
-    """(range R, best scale index, bits) for coding integer weights under one zero-mean Laplace table row."""
+    """(range R, best scale index, bits) for coding integer weights under one zero-mean Laplace table row;
+    R = MAX_RANGE + 1 (unusable) past WEIGHT_RANGE, a step too fine to pay for its bits anyway."""
     R = max(1, int(np.abs(values).max()))
+    if R > WEIGHT_RANGE:
+        return laplace.MAX_RANGE + 1, 0, math.inf
     if R > laplace.MAX_RANGE:
         return R, 0, math.inf
     m = laplace.masses(R)[:, 0].astype(np.float64)
