@@ -111,9 +111,10 @@ def main() -> None:
             decoded, _ = decode_bytes(r["data"])
             decode_s = time.perf_counter() - t1
             (args.out / f"{name}_{lam:g}.ingp").write_bytes(r["data"])
-            entry["ingp"].append({"lambda": lam, "bpp": r["bpp"], "psnr": psnr(decoded, ref),
+            entry["ingp"].append({"lambda": lam, "bpp": r["bpp"], "psnr": psnr(decoded, ref), "steps": r["steps"],
                                   "encode_s": t1 - t0, "decode_s": decode_s, "load": os.getloadavg()[0]})
             print(f"{name} lambda {lam:g}: {r['bpp']:.3f} bpp, {entry['ingp'][-1]['psnr']:.2f} dB, "
+                  f"{r['steps']} steps, "
                   f"encode {t1 - t0:.0f} s, decode {decode_s:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
         results[name] = entry
         (args.out / "results.json").write_text(json.dumps(results, indent=1))

@@ -27,7 +27,7 @@ from .networks import MLP, flatten_layers, ste_round
 ARM_FRAC_BITS = (5, 7, 9, 11)      # candidate weight steps 2^-b of the entropy model ...
 SYN_FRAC_BITS = (6, 8, 10, 12)     # ... and of the synthesis network
 WEIGHT_RANGE = 1024                # largest |integer weight| considered (bounds the table sizes built)
-LATENT_GAIN = 16.0         # latents are stored as y / LATENT_GAIN: Adam moves y 16x faster (short budgets; 4, 8, 16 tried)
+LATENT_GAIN = 16.0  # latents stored as y / LATENT_GAIN: Adam moves y 16x faster (short budgets; 4, 8, 16 tried)
 
 
 @dataclass
@@ -131,6 +131,7 @@ def fit(pixels: np.ndarray, o: CodecOptions) -> CodecModel:
         return loss.detach()
 
     train(step, budget, progress=progress, quiet=o.quiet, label="fitting codec")
+    model.steps = progress.step
     return model
 
 
@@ -234,5 +235,6 @@ def compress_pixels(pixels: np.ndarray, o: CodecOptions) -> dict:
     decoded, _ = decode_bytes(data)
     h, w = pixels.shape[:2]
     return {"data": data, "decoded": decoded, "bytes": len(data), "bpp": 8 * len(data) / (h * w),
+            "steps": model.steps,
             "fit_seconds": fit_seconds, "encode_seconds": encode_seconds,
             "decode_seconds": time.perf_counter() - t1, "lambda": o.lam}

@@ -49,4 +49,5 @@ def contexts(grid: torch.Tensor) -> torch.Tensor:
     """(h, w) latents -> (h * w, len(CONTEXT)) causal neighbours in raster order, zero outside the grid."""
     h, w = grid.shape
     p = F.pad(grid, (PAD, PAD, PAD, 0))
-    return torch.stack([p[PAD + dy:PAD + dy + h, PAD + dx:PAD + dx + w] for dy, dx in CONTEXT], dim=-1).reshape(h * w, -1)
+    shifted = [p[PAD + dy:PAD + dy + h, PAD + dx:PAD + dx + w] for dy, dx in CONTEXT]
+    return torch.stack(shifted, dim=-1).reshape(h * w, -1)
