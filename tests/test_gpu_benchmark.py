@@ -4,7 +4,6 @@ through Triton's interpreter, so the one-command GPU table cannot rot between GP
 import importlib.util
 from pathlib import Path
 
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 
