@@ -265,25 +265,30 @@ def _gather_objects(obj: Any, what: str) -> list:
 @contextlib.contextmanager
 def agree():
     """Every rank runs the block; if it fails on any rank, it fails on every rank with the first failing rank's
-    message (an ``InputError``/``ConfigError`` keeps its kind), so no rank waits for a collective that never
-    comes. A plain pass-through in a single process."""
+    message (user mistakes stay ``InputError``/``ConfigError``, anything else is a ``DistributedError`` on the
+    other ranks), so no rank waits for a collective that never comes. A plain pass-through in a single process."""
     failure = None
     try:
         yield
-    except (InputError, ConfigError, ValueError, OSError, DistributedError) as err:
+    except Exception as err:  # reported to the other ranks first, then raised here as it is
         failure = err
     if not world().distributed:
         if failure is not None:
             raise failure
         return
-    report = None if failure is None else (type(failure).__name__, str(failure))
+    report = None
+    if failure is not None:
+        category = "config" if isinstance(failure, ConfigError) else \
+            "input" if isinstance(failure, (InputError, ValueError, OSError)) else type(failure).__name__
+        report = (category, str(failure))
     reports = _gather_objects(report, "startup check")
     if failure is not None:
         raise failure
     for rank, report in enumerate(reports):
-        if report is not None:
-            kind = {"ConfigError": ConfigError}.get(report[0], InputError)
-            raise kind(f"rank {rank}: {report[1]}")
+        if report is not None:  # user mistakes keep their kind (exit 2); anything else stops this rank with 1
+            kind = {"config": ConfigError, "input": InputError}.get(report[0], DistributedError)
+            raise kind(f"rank {rank}: {report[1]}" if kind is not DistributedError else
+                       f"rank {rank} failed at startup: {report[0]}: {report[1]}")
 
 
 def check_same(obj: Any, what: str) -> None:

@@ -166,10 +166,11 @@ def fit_tiles(image_path: Path, out: Path, *, columns: int, rows: int, overlap: 
             config = {"primitive": "image", "image": image_record(image),
                       "tiles": {"columns": columns, "rows": rows, "overlap": overlap, "layout": layout},
                       "training": {"batch_size": batch_size, "seed": seed}}
-            if world.rank == 0:
-                (run_path / "tiles").mkdir(parents=True, exist_ok=True)
-                RunDir.create(run_path, config)
-    distributed.barrier()
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
+    with distributed.agree():  # (a collective: no rank starts before the folder exists)
+        if not resume and world.rank == 0:
+            (run_path / "tiles").mkdir(parents=True, exist_ok=True)
+            RunDir.create(run_path, config)
     t0 = time.perf_counter()
     mine = [tile for k, tile in enumerate(layout) if k % world.size == world.rank]
     with distributed.local():  # each tile is an ordinary single-process fit
