@@ -133,42 +133,22 @@ def run_convert(args) -> int:
 
 
 def run_compress(args) -> int:
-    if args.method == "weights":
-        from .codec import compress_command as compress_weights
-
-        report = compress_weights(args.input, args.out, bits=args.bits, device=args.device,
-                                  finetune_steps=args.finetune_steps, quiet=args.quiet)
-        print(f"wrote {args.out}: {report['bytes']:,} bytes, {report['bpp']:.3f} bits per pixel, "
-              f"PSNR {report['psnr']:.2f} dB (unquantised {report['psnr_float']:.2f} dB)")
-        return 0
     from ..codec.commands import compress_command
     from ..codec.fit import CodecOptions
 
     steps = args.steps
     seconds = None if steps and args.seconds is None else (args.seconds or CODEC_SECONDS)
     options = CodecOptions(lam=args.lam, steps=steps, seconds=seconds, seed=args.seed, quiet=args.quiet)
-    report = compress_command(args.input, args.out, options, bpp=args.bpp, psnr=args.psnr)
+    report = compress_command(args.image, args.out, options, bpp=args.bpp, psnr=args.psnr)
     print(f"wrote {args.out}: {report['bytes']:,} bytes, {report['bpp']:.3f} bits per pixel, "
           f"PSNR {report['psnr']:.2f} dB (lambda {report['lambda']:.3g}, encoded in {report['encode_seconds']:.0f} s)")
     return 0
 
 
 def run_decompress(args) -> int:
-    from . import codec as weights_codec
+    from ..codec.commands import decompress_command
 
-    try:
-        with open(args.file, "rb") as f:
-            is_weights = f.read(len(weights_codec.MAGIC)) == weights_codec.MAGIC
-    except OSError as err:
-        raise InputError(f"{args.file}: cannot read ({err.strerror})") from None
-    if is_weights:
-        weights_codec.decompress_command(args.file, args.out, width=args.width, height=args.height)
-    else:
-        from ..codec.commands import decompress_command
-
-        if args.width or args.height:
-            raise InputError("--width/--height: only files of --method weights render at other sizes")
-        decompress_command(args.file, args.out)
+    decompress_command(args.file, args.out)
     print(f"wrote {args.out}")
     return 0
 
@@ -222,6 +202,10 @@ def register(commands) -> None:
                      "--steps/--seconds and the model options apply per tile")
     fit.add_argument("--tile-overlap", type=int, default=32, metavar="PX",
                      help="pixels a tile reaches into each neighbour; tiles cross-fade over twice this (default: 32)")
+    fit.add_argument("--ray", action="store_true",
+                     help='with --tiles: fit the tiles as Ray tasks, one CPU each (pip install "ingp[ray]")')
+    fit.add_argument("--ray-address", help="with --ray: an existing Ray cluster (auto or host:port; default: a local "
+                                           "one)")
     fit.set_defaults(handler=run_fit)
 
     render = verbs.add_parser("render", help="render a run's image, whole or zoomed, at any size")
@@ -254,15 +238,11 @@ def register(commands) -> None:
     convert.set_defaults(handler=run_convert)
 
     compress = verbs.add_parser("compress", help="fit and code an image into a small .ingp file",
-                                description="Default (--method latents): a fitted neural codec with quantised "
-                                            "multiresolution latent grids, a small synthesis MLP and a learned "
-                                            "autoregressive entropy model, range-coded; 8- or 16-bit gray, RGB or "
-                                            "RGBA in, decodes to 8 bit. --method weights quantises and LZMA-codes the "
-                                            "weights of a fitted run folder instead.")
-    compress.add_argument("input", type=Path, help="the image to compress (a run folder with --method weights)")
+                                description="A fitted neural codec: quantised multiresolution latent grids, a small "
+                                            "synthesis MLP and a learned autoregressive entropy model, range-coded. "
+                                            "8- or 16-bit gray, RGB or RGBA in; decodes to 8 bit.")
+    compress.add_argument("image", type=Path, help="the image to compress")
     compress.add_argument("--out", type=Path, required=True, help="output file (.ingp)")
-    compress.add_argument("--method", choices=("latents", "weights"), default="latents",
-                          help="latents (default) or weights (of a run folder made by `ingp image fit`)")
     rate = compress.add_mutually_exclusive_group()
     rate.add_argument("--lambda", dest="lam", type=positive_float, default=1e-3,
                       help="rate weight: MSE + lambda * bits / pixel; larger is smaller (default: 1e-3)")
@@ -272,17 +252,10 @@ def register(commands) -> None:
                           help=f"fitting time budget, shared by the trials of a search (default: {CODEC_SECONDS:g})")
     compress.add_argument("--steps", type=positive_int, help="fitting steps instead of (or as well as) --seconds")
     compress.add_argument("--seed", type=int, default=0)
-    compress.add_argument("--bits", type=int, choices=(16, 8, 6, 4), default=8,
-                          help="--method weights: bits per value (default 8)")
-    compress.add_argument("--finetune-steps", type=int, default=0, metavar="N",
-                          help="--method weights: quantisation-aware fine-tuning steps first (default: 0)")
-    add_device_argument(compress)
     compress.add_argument("--quiet", action="store_true", help="no progress bar")
     compress.set_defaults(handler=run_compress)
 
-    decompress = verbs.add_parser("decompress", help="decode a .ingp file to an image")
+    decompress = verbs.add_parser("decompress", help="decode a .ingp file to an 8-bit image")
     decompress.add_argument("file", type=Path, help="file written by `ingp image compress`")
     decompress.add_argument("--out", type=Path, required=True, help="output .png, .webp, .npy, ...")
-    decompress.add_argument("--width", type=positive_int, help="--method weights files: output width")
-    decompress.add_argument("--height", type=positive_int, help="--method weights files: output height")
     decompress.set_defaults(handler=run_decompress)
