@@ -45,8 +45,16 @@ def test_plan_is_every_input_times_every_combination(tmp_path):
     assert option_args({"center": [0.5, 0.25], "visualize": False, "x": None}) == ["--center", "0.5", "0.25"]
 
 
-def test_ray_sweep_runs_equal_direct_fits_bit_for_bit(tmp_path):
-    pytest.importorskip("ray")  # installed by the test extra, so CI always runs this
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray (2 CPUs) for this module's tests: its start-up and warm workers are paid once."""
+    ray = pytest.importorskip("ray")  # installed by the test extra, so CI always runs these
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_sweep_runs_equal_direct_fits_bit_for_bit(tmp_path, ray_session):
     from safetensors.torch import load_file
 
     from ingp.cli import main
@@ -80,3 +88,26 @@ def test_ray_sweep_runs_equal_direct_fits_bit_for_bit(tmp_path):
         assert json.loads((direct / "metrics.json").read_text())["psnr"] == fit["result"]["metrics"]["psnr"]
     assert not torch.equal(load_file(Path(fits[0]["out"]) / "model.safetensors")["params"],
                            load_file(Path(fits[1]["out"]) / "model.safetensors")["params"])
+
+
+def test_tile_farm_on_ray_equals_direct_tile_fits(tmp_path, ray_session):
+    """``fit --tiles 2x1 --ray``: each tile a Ray task; a tile's weights equal the same fit run here, bit for bit."""
+    from safetensors.torch import load_file
+
+    from ingp.cli import main
+    from ingp.image.io import write_image
+
+    ys, xs = np.mgrid[0:16, 0:30] / 16.0
+    write_image(tmp_path / "img.png", np.stack([np.sin(5 * xs), np.cos(4 * ys), xs * ys], -1).clip(0, 1)
+                .astype(np.float32), linear=False)
+    args = ["--batch-size", "512", "--n-levels", "4", "--log2-hashmap-size", "10", "--quiet", "--device", "cpu",
+            "--steps", "3"]
+    assert main(["image", "fit", str(tmp_path / "img.png"), "--out", str(tmp_path / "farm"), "--tiles", "2x1",
+                 "--tile-overlap", "3", "--ray", *args]) == 0
+    metrics = json.loads((tmp_path / "farm" / "metrics.json").read_text())
+    assert metrics["tiles"] == "2x1" and metrics["steps"] == 6
+    torch.set_num_threads(1)  # the Ray task's thread count
+    crop = tmp_path / "farm" / "tiles" / "r0c1.npy"
+    assert main(["image", "fit", str(crop), "--out", str(tmp_path / "direct"), *args]) == 0
+    assert torch.equal(load_file(tmp_path / "farm" / "tiles" / "r0c1" / "model.safetensors")["params"],
+                       load_file(tmp_path / "direct" / "model.safetensors")["params"])

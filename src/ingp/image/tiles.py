@@ -3,8 +3,8 @@
 The image is cut into K columns x M rows of equal *cores* (pixel ranges); each tile is its core grown by
 ``overlap`` pixels on every inner side. Every tile is an independent, ordinary image fit (its own model, its own
 run folder ``RUN/tiles/rIcJ/`` on a crop ``RUN/tiles/rIcJ.npy`` in the stored type), so a job's memory is bounded by
-its tile. Under torchrun the ranks share out the tiles (rank r fits tiles r, r + W, ...); otherwise they run one
-after the other. ``--steps``/``--seconds`` are per tile.
+its tile. Under torchrun the ranks share out the tiles (rank r fits tiles r, r + W, ...); with ``--ray`` each tile is
+a Ray task (``pip install "ingp[ray]"``); otherwise they run one after the other. ``--steps``/``--seconds`` are per tile.
 
 ``TiledModel`` puts them back together: at global pixel position X each tile's weight is a product of two 1-D
 weights, 1 in its core away from the seams and falling to 0 across the band ``[c - overlap, c + overlap]`` around
@@ -136,20 +136,60 @@ def load_tiled(run: RunDir, device: torch.device) -> TiledModel:
     return TiledModel(models, spec["layout"], image["width"], image["height"], spec["overlap"]).eval()
 
 
+def fit_tile(crop: str, folder: str, model_config: dict | None, steps: int | None, seconds: float | None,
+             batch_size: int, seed: int, device: str, resume: bool, threads: int | None = None) -> dict:
+    """One tile's ordinary fit (what a Ray task runs): {"metrics": ...} or {"error": its one-line message}."""
+    from ..errors import ConfigError, TrainingDiverged
+    from ..train import Budget
+    from .fit import fit_image
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return {"metrics": fit_image(Path(crop), Path(folder), model_config=model_config,
+                                     budget=Budget(steps=steps, seconds=seconds), batch_size=batch_size, seed=seed,
+                                     device=device, quiet=True, resume=resume, overwrite=True)}
+    except (InputError, ConfigError, TrainingDiverged, ValueError, OSError) as err:
+        return {"error": str(err)}
+
+
+def _run_on_ray(jobs: list[dict], cpus_per_tile: float, address: str | None) -> list[dict]:
+    """Every tile job as a Ray task (``cpus_per_tile`` CPUs and threads each) on the running Ray, the cluster at
+    ``address``, or a local one started (and stopped) here."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError('--ray needs Ray, an optional extra: pip install "ingp[ray]"') from None
+    threads = max(1, int(cpus_per_tile))
+    started = not ray.is_initialized()
+    if started:
+        env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False, logging_level="ERROR")
+    try:
+        task = ray.remote(num_cpus=cpus_per_tile, max_retries=0)(fit_tile)
+        return ray.get([task.remote(**job, threads=threads) for job in jobs])
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def fit_tiles(image_path: Path, out: Path, *, columns: int, rows: int, overlap: int, model_config_for, budget,
               batch_size: int, seed: int, device: str = "auto", quiet: bool = False, resume: bool = False,
-              overwrite: bool = False) -> dict:
-    """Fit every tile (shared out over torchrun ranks, else one after the other), then blend, evaluate on the whole
-    image and write ``RUN/metrics.json`` and ``preview.png``; returns the metrics. ``model_config_for(w, h)`` gives
-    a tile's model config."""
+              overwrite: bool = False, ray: bool = False, ray_address: str | None = None,
+              cpus_per_tile: float = 1) -> dict:
+    """Fit every tile (shared out over torchrun ranks, as Ray tasks with ``ray``, else one after the other), then
+    blend, evaluate on the whole image and write ``RUN/metrics.json`` and ``preview.png``; returns the metrics.
+    ``model_config_for(w, h)`` gives a tile's model config."""
     from .. import distributed
     from .evaluate import evaluate_model
-    from .fit import fit_image, image_record, write_preview
+    from .fit import image_record, write_preview
     from .io import read_image
 
     dev = resolve_device(device)
     world = distributed.world()
     with distributed.agree():
+        if ray and world.distributed:
+            raise InputError("--ray: the tiles already run on the torchrun ranks; use one or the other")
         image = read_image(image_path)
         layout = tile_layout(image.width, image.height, columns, rows, overlap)
         run_path = Path(out)
@@ -173,21 +213,34 @@ def fit_tiles(image_path: Path, out: Path, *, columns: int, rows: int, overlap: 
             RunDir.create(run_path, config)
     t0 = time.perf_counter()
     mine = [tile for k, tile in enumerate(layout) if k % world.size == world.rank]
-    with distributed.local():  # each tile is an ordinary single-process fit
-        for tile in mine:
-            crop = run_path / "tiles" / f"{tile['name']}.npy"
-            (x0, x1), (y0, y1) = tile["x"], tile["y"]
-            if not crop.is_file():
-                pixels = np.ascontiguousarray(image.pixels[y0:y1, x0:x1])  # only this tile is read into memory
-                atomic_write(crop, lambda tmp: np.save(tmp, pixels))
-            folder = run_path / "tiles" / tile["name"]
-            again = resume and (folder / "checkpoint.pt").is_file()
-            m = fit_image(crop, folder, model_config=None if again else model_config_for(x1 - x0, y1 - y0),
-                          budget=budget, batch_size=batch_size, seed=seed, device=device, quiet=quiet,
-                          resume=again, overwrite=True)
-            if not quiet:
-                note(f"tile {tile['name']} ({x1 - x0}x{y1 - y0} px, rank {world.rank}): PSNR {m['psnr']:.2f} dB "
-                     f"after {m['steps']} steps in {m['seconds']:.1f} s")
+    jobs = []
+    for tile in mine:
+        crop = run_path / "tiles" / f"{tile['name']}.npy"
+        (x0, x1), (y0, y1) = tile["x"], tile["y"]
+        if not crop.is_file():
+            pixels = np.ascontiguousarray(image.pixels[y0:y1, x0:x1])  # only this tile is read into memory
+            atomic_write(crop, lambda tmp: np.save(tmp, pixels))
+        folder = run_path / "tiles" / tile["name"]
+        again = resume and (folder / "checkpoint.pt").is_file()
+        jobs.append({"crop": str(crop), "folder": str(folder), "resume": again, "steps": budget.steps,
+                     "seconds": budget.seconds, "batch_size": batch_size, "seed": seed, "device": device,
+                     "model_config": None if again else model_config_for(x1 - x0, y1 - y0)})
+    # under torchrun, a rank whose tile fails tells the others at the end; note the collective's timeout
+    # ($INGP_DIST_TIMEOUT) must exceed the longest rank's share of the fits
+    with distributed.agree():
+        if ray:
+            results = _run_on_ray(jobs, cpus_per_tile, ray_address)
+        else:
+            with distributed.local():  # each tile is an ordinary single-process fit
+                results = [fit_tile(**job) for job in jobs]
+        failed = [(tile, result) for tile, result in zip(mine, results) if "error" in result]
+        if failed:
+            raise InputError(f"tile {failed[0][0]['name']}: {failed[0][1]['error']}")
+    for tile, result in zip(mine, results):
+        m = result["metrics"]
+        if not quiet:
+            note(f"tile {tile['name']} ({m['width']}x{m['height']} px, rank {world.rank}): PSNR {m['psnr']:.2f} dB "
+                 f"after {m['steps']} steps in {m['seconds']:.1f} s")
     farm_seconds = time.perf_counter() - t0
     distributed.barrier()
 
@@ -221,7 +274,8 @@ def run_fit_tiles(args, model_config_from_args, default_seconds: float) -> int:
     metrics = fit_tiles(args.image, args.out, columns=columns, rows=rows, overlap=args.tile_overlap,
                         model_config_for=lambda w, h: model_config_from_args(args, w, h), budget=budget,
                         batch_size=args.batch_size, seed=args.seed, device=args.device, quiet=args.quiet,
-                        resume=args.resume, overwrite=getattr(args, "overwrite", False))
+                        resume=args.resume, overwrite=getattr(args, "overwrite", False), ray=getattr(args, "ray", False),
+                        ray_address=getattr(args, "ray_address", None))
     print(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} from {metrics['tiles']} tiles "
           f"({metrics['n_params']:,} parameters, {metrics['seconds']:.1f} s of training); wrote {args.out}/")
     return 0
