@@ -231,7 +231,8 @@ def projection_table() -> None:
     print(f"\nNeRF, one step of 2^18 samples = {PAPER_NERF_STEP * 1e3:g} ms on one GPU (assumed: the paper's 3090 "
           f"figure); W GPUs: {PAPER_NERF_STEP * 1e3:g}/W ms of compute + ring all-reduce 2(W-1)/W x payload / "
           f"bandwidth (latency and overlap ignored)\n")
-    print("| link (assumed bandwidth) | all-reduce ms, W = 2 / 4 / 8 | step ms, W = 2 / 4 / 8 | speed-up, W = 2 / 4 / 8 |")
+    print("| link (assumed bandwidth) | all-reduce ms, W = 2 / 4 / 8 | step ms, W = 2 / 4 / 8 "
+          "| speed-up, W = 2 / 4 / 8 |")
     print("|---|---|---|---|")
     for link, bw in LINKS.items():
         comm = [2 * (w - 1) / w * nerf / bw for w in (2, 4, 8)]

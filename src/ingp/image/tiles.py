@@ -4,7 +4,8 @@ The image is cut into K columns x M rows of equal *cores* (pixel ranges); each t
 ``overlap`` pixels on every inner side. Every tile is an independent, ordinary image fit (its own model, its own
 run folder ``RUN/tiles/rIcJ/`` on a crop ``RUN/tiles/rIcJ.npy`` in the stored type), so a job's memory is bounded by
 its tile. Under torchrun the ranks share out the tiles (rank r fits tiles r, r + W, ...); with ``--ray`` each tile is
-a Ray task (``pip install "ingp[ray]"``); otherwise they run one after the other. ``--steps``/``--seconds`` are per tile.
+a Ray task (``pip install "ingp[ray]"``); otherwise they run one after the other. ``--steps``/``--seconds`` are
+per tile.
 
 ``TiledModel`` puts them back together: at global pixel position X each tile's weight is a product of two 1-D
 weights, 1 in its core away from the seams and falling to 0 across the band ``[c - overlap, c + overlap]`` around
@@ -274,7 +275,8 @@ def run_fit_tiles(args, model_config_from_args, default_seconds: float) -> int:
     metrics = fit_tiles(args.image, args.out, columns=columns, rows=rows, overlap=args.tile_overlap,
                         model_config_for=lambda w, h: model_config_from_args(args, w, h), budget=budget,
                         batch_size=args.batch_size, seed=args.seed, device=args.device, quiet=args.quiet,
-                        resume=args.resume, overwrite=getattr(args, "overwrite", False), ray=getattr(args, "ray", False),
+                        resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                        ray=getattr(args, "ray", False),
                         ray_address=getattr(args, "ray_address", None))
     print(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} from {metrics['tiles']} tiles "
           f"({metrics['n_params']:,} parameters, {metrics['seconds']:.1f} s of training); wrote {args.out}/")
