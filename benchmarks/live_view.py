@@ -114,10 +114,10 @@ def main() -> None:
     rows, snaps = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cases = [("image", lambda out, view: run_image(out, args.image_steps, view)),
-                 ("nerf", lambda out, view: run_nerf(out, args.nerf_steps, view, args.nerf_data))]
+        cases = [("image", lambda out, view, steps=args.image_steps: run_image(out, steps, view)),
+                 ("nerf", lambda out, view, steps=args.nerf_steps: run_nerf(out, steps, view, args.nerf_data))]
         for name, run in cases:
-            run(tmp / f"{name}_warm", None)  # numba compilation, caches, first-touch: outside the measurement
+            run(tmp / f"{name}_warm", None, 3)  # numba compilation, caches, first-touch: outside the measurement
             speeds = {False: [], True: []}
             for _ in range(args.repeats):
                 for with_view in (False, True):
