@@ -53,7 +53,7 @@ def cache_config(position: str = "hashgrid") -> dict:
                     "n_neurons": 64, "n_hidden_layers": 2},
         "loss": {"otype": "RelativeL2"},
         "optimizer": {"otype": "EMA", "decay": 0.9, "nested": {
-            "otype": "Adam", "learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8, "l2_reg": 1e-6}},
+            "otype": "Adam", "learning_rate": 3e-3, "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8, "l2_reg": 1e-6}},
     }
 
 
