@@ -165,7 +165,7 @@ def plot(results, baselines, lambdas, path: Path, mode: str) -> None:
         ax.plot(curve[:, 0], curve[:, 1], ".-", label=f"{k} (measured)")
     for k, ps in QUOTED.items():
         ax.plot(QUOTED_BPP, ps, "x--", alpha=0.6, label=k)
-    ax.set_xlim(0, 2.0)
+    ax.set_xlim(0, max(2.0, 1.05 * ingp[:, 0].max()))
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("RGB PSNR (dB)")
     ax.set_title(f"Kodak, {mode} mode: {len(results)} images (quoted curves: all 24)")
