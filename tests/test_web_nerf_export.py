@@ -89,8 +89,11 @@ def test_fields_match_pytorch(nerf_export):
         sigma, rgb = model(x, d)
         h = model._features(x)
     got_h = nerf_features(exported, x.numpy())
-    assert np.abs(got_h - h.numpy()).max() <= 1e-3  # float16 grid table
-    assert np.abs(got_h[:, 0] - np.log(sigma.numpy())).max() <= 1e-3
+    # float16 grid table: 11 significant bits, so errors scale with the outputs (log-density reaches ~6 here;
+    # measured 1.0e-3 on a fresh install, which a fixed 1e-3 bound failed by 0.3 %)
+    bound = 2.0**-11 * max(1.0, float(h.abs().max()))
+    assert np.abs(got_h - h.numpy()).max() <= bound
+    assert np.abs(got_h[:, 0] - np.log(sigma.numpy())).max() <= bound
     assert sigma.max() > 20 and sigma.min() < 0.1  # the balls are dense, the space around them is not
     got_rgb = nerf_color(exported, h.numpy(), d.numpy())  # the colour network alone: float32 weights
     assert np.abs(got_rgb - rgb.numpy()).max() <= 1e-5
