@@ -180,9 +180,14 @@ def grid_throughput(bench: Bench) -> None:
             bench.rows.append((f"{label} forward+backward, M pts/s", ratio_cells(both, higher_is_better=True)))
 
 
+def value_cells(values: dict, fmt: str = ",.2f") -> dict[str, str]:
+    """{backend: number, backend + " mem": peak MB} -> {backend: "number (peak MB)"}."""
+    return {k: f"{v:{fmt}}" + (f" ({values[k + ' mem']})" if k + " mem" in values else "")
+            for k, v in values.items() if not k.endswith(" mem")}
+
+
 def ratio_cells(values: dict, higher_is_better: bool) -> dict[str, str]:
-    cells = {k: (f"{v:,.2f}" + (f" ({values[k + ' mem']})" if k + " mem" in values else ""))
-             for k, v in values.items() if not k.endswith(" mem")}
+    cells = value_cells(values)
     a, b = values["triton"], values["torch"]
     cells["ratio"] = f"{(a / b if higher_is_better else b / a):.2f}x"
     return cells
@@ -281,8 +286,7 @@ def nerf_training(bench: Bench, lego: Path, seconds: float, out: Path, downscale
         psnr[kernel], steps[kernel] = m["psnr"], m["steps"] / m["seconds"]
         psnr[kernel + " mem"] = bench.peak_mb()
     bench.rows.append((f"{lego.name} PSNR dB after {seconds:g} s ({n_views} test views) (peak MB)",
-                       {k: (f"{v:.2f}" + (f" ({psnr[k + ' mem']})" if k + " mem" in psnr else ""))
-                        for k, v in psnr.items() if not k.endswith(" mem")}))
+                       value_cells(psnr)))
     bench.rows.append((f"{lego.name} training steps/s", ratio_cells(steps, higher_is_better=True)))
 
 
@@ -303,9 +307,7 @@ def sdf_training(bench: Bench, mesh: Path, seconds: float, out: Path) -> None:
                         eval_resolution=32 if bench.smoke else 256, eval_points=1 << (12 if bench.smoke else 20))
         iou[kernel], steps[kernel] = m["iou"], m["steps"] / m["seconds"]
         iou[kernel + " mem"] = bench.peak_mb()
-    bench.rows.append((f"{mesh.stem} IoU after {seconds:g} s (peak MB)",
-                       {k: (f"{v:.4f}" + (f" ({iou[k + ' mem']})" if k + " mem" in iou else ""))
-                        for k, v in iou.items() if not k.endswith(" mem")}))
+    bench.rows.append((f"{mesh.stem} IoU after {seconds:g} s (peak MB)", value_cells(iou, ".4f")))
     bench.rows.append((f"{mesh.stem} training steps/s", ratio_cells(steps, higher_is_better=True)))
 
 

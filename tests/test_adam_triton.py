@@ -5,22 +5,13 @@ zero-gradient hash rows, the matrix / non-matrix split and every option."""
 import numpy as np
 import pytest
 import torch
-from test_optim import hash_like_problem, reference_adam, run_adam
+from test_optim import ADAM_OPTIONS, hash_like_problem, reference_adam, run_adam
 
 from ingp import kernels
 from ingp.optim import Adam
 
-OPTIONS = [
-    dict(learning_rate=1e-2, beta1=0.9, beta2=0.99, epsilon=1e-15, l2_reg=1e-6),  # instant-ngp's
-    {},  # tcnn's defaults
-    {"learning_rate": 0.05, "non_matrix_l2_reg": 0.1, "non_matrix_learning_rate_factor": 0.5},
-    {"learning_rate": 0.05, "relative_decay": 0.1, "absolute_decay": 1e-3},
-    {"learning_rate": 0.05, "clipping_magnitude": 0.6, "gradient_clipping_magnitude": 0.5},
-    {"learning_rate": 0.05, "adabound": True, "beta2": 0.99},
-    {"learning_rate": 0.05, "skip_zero_grad_non_matrix_params": False},
-    {"learning_rate": 0.05, "optimize_matrix_params": False},
-    {"learning_rate": 0.05, "optimize_non_matrix_params": False, "l2_reg": 0.5},
-]
+OPTIONS = [dict(learning_rate=1e-2, beta1=0.9, beta2=0.99, epsilon=1e-15, l2_reg=1e-6),  # instant-ngp's
+           *ADAM_OPTIONS]
 
 
 @pytest.mark.parametrize("hyper", OPTIONS)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import grid_reference as ref
+from test_grid import run  # values and gradients (params, x) through one backend
 from ingp import NetworkWithInputEncoding
 from ingp.encodings.grid import GridEncoding
 from ingp.kernels import KernelError, backend
@@ -36,17 +37,6 @@ def test_runs_under_the_interpreter():
 def make(d, n_levels=3, F=2, log2_T=7, base=4, scale=1.9, grid_type="Hash", interpolation="Linear"):
     return GridEncoding(d, n_levels=n_levels, n_features_per_level=F, log2_hashmap_size=log2_T,
                         base_resolution=base, per_level_scale=scale, grid_type=grid_type, interpolation=interpolation)
-
-
-def run(grid, x, params, grad_out, kernel):
-    """Values and gradients (params, x) through one backend, as float64 NumPy arrays."""
-    x = x.clone().requires_grad_()
-    params = params.clone().requires_grad_()
-    with backend(kernel):
-        y = grid.encode(x, params)
-        gp, gx = torch.autograd.grad(y, [params, x], grad_out, allow_unused=True)
-    gx = torch.zeros_like(x) if gx is None else gx  # nearest: the torch graph does not involve x
-    return y.detach().double().numpy(), gp.double().numpy(), gx.double().numpy()
 
 
 def inputs(grid, n, seed=0, lo=0.0, hi=1.0):

@@ -112,8 +112,7 @@ def test_adam_matches_tcnn_kernel_with_skipped_hash_rows(backend):
     assert opt.current_step == 5
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("hyper", [
+ADAM_OPTIONS = [  # every Adam option the kernels implement (also used by test_adam_triton)
     {},  # tcnn's defaults
     {"learning_rate": 0.05, "non_matrix_l2_reg": 0.1, "non_matrix_learning_rate_factor": 0.5},
     {"learning_rate": 0.05, "relative_decay": 0.1, "absolute_decay": 1e-3},
@@ -122,7 +121,11 @@ def test_adam_matches_tcnn_kernel_with_skipped_hash_rows(backend):
     {"learning_rate": 0.05, "skip_zero_grad_non_matrix_params": False},
     {"learning_rate": 0.05, "optimize_matrix_params": False},
     {"learning_rate": 0.05, "optimize_non_matrix_params": False, "l2_reg": 0.5},
-])
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("hyper", ADAM_OPTIONS)
 def test_adam_options_match_tcnn_kernel(backend, hyper):
     w0, grads = hash_like_problem(seed=1)
     p, opt = run_adam(backend, w0, grads, 16, **hyper)
