@@ -214,7 +214,7 @@ def fit_nerf(data: Path, out: Path, *, model_config: dict | None = None, budget:
 
     progress = train(trainer.step, distributed.shared_budget(budget), progress=progress, save=save if run else None,
                      quiet=quiet or world.rank > 0, label=f"fit {Path(data).name}",
-                     hooks=[view.attach(run, trainer.weights, test_scene)] if view and run else [])
+                     hooks=[view.attach(run, trainer.weights, test_scene, train_scene)] if view and run else [])
     return distributed.on_rank0(lambda: _finish(run, trainer, test_scene, progress, n_eval_views, dev))
 
 
