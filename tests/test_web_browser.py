@@ -352,3 +352,75 @@ def test_live_view_reloads_newer_snapshots_keeping_the_camera(browser, tmp_path)
     finally:
         page.close()
         view.shutdown()
+
+
+def training_view_scene(width: int = 96, height: int = 64):
+    """One training camera looking at ``nerf_run``'s balls with an off-centre principal point, and a gradient photo
+    (neighbouring pixels differ by <= 4) -> a one-view ``Scene``."""
+    from ingp.nerf.data import Scene
+    from ingp.web.camera import orbit_camera
+
+    cam = orbit_camera({"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0, "up": "z"})
+    c2w = np.stack([cam["right"], cam["up"], cam["back"], cam["eye"]], 1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    photo = np.stack([xx * 2.6, yy * 3.9, np.full_like(xx, 128), np.full_like(xx, 255)], -1).astype(np.uint8)
+    return Scene(images=torch.from_numpy(photo)[None], c2w=torch.tensor(c2w, dtype=torch.float32)[None],
+                 intrinsics=torch.tensor([[60.0, 60.0, 52.0, 29.0]]), distortion=torch.zeros(1, 6), fisheye=False,
+                 aabb_scale=2, names=["v0.png"])
+
+
+def test_live_nerf_training_view_and_its_photo(browser, tmp_path):
+    """A live NeRF run: picking a training view in the menu draws the model from that camera (equal to the PyTorch
+    render of the training camera's own rays) with the photo behind the toggle; dragging returns to the orbit."""
+    from ingp.nerf.commands import load_run
+    from ingp.nerf.render import render_rays
+    from ingp.runs import RunDir
+    from ingp.train import Progress
+    from ingp.web.camera import camera_rays, pose_camera
+    from ingp.web.live import LiveView
+
+    run_path = nerf_run(tmp_path / "run")
+    model, grid, config = load_run(run_path, "cpu")
+    scene = training_view_scene()
+    view = LiveView(run_path, 0, interval=0.0, announce=lambda line: None)
+    view.attach(RunDir(run_path), lambda: {**model.weights(), **grid.state()}, None, scene)
+    page = browser.new_page(viewport={"width": 400, "height": 420})
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    try:
+        view.snapshot_now(Progress(step=5, seconds=0.5, loss=0.2))
+        page.goto(view.url)
+        page.evaluate("() => window.ingp.ready")
+        page.wait_for_selector("#training-view")
+        page.select_option("#training-view", "0")
+        page.wait_for_function("() => window.ingp.view.pose !== null && window.ingp.view.pose !== undefined")
+        assert page.evaluate("() => window.ingp.view.aspect") == pytest.approx(96 / 64)
+        o, d = camera_rays(pose_camera(scene.c2w[0].numpy(), scene.intrinsics[0].numpy(), 96, 64), 96, 64)
+        colour, opacity, _ = render_rays(model, grid, torch.from_numpy(o), torch.from_numpy(d),
+                                         tuple(config["data"]["aabb"]), cone=0.0, background=torch.ones(3))
+        want = (colour.clamp(0, 1).numpy().reshape(64, 96, 3) * 255 + 0.5).astype(np.uint8)
+        assert 0.05 < (opacity > 0.5).float().mean() < 0.8 and want.std() > 20
+        got, _ = browser_pixels(page, {}, 96, 64)  # the page's current view: the training camera
+        max_err, psnr = compare(got, want)
+        print(f"live nerf training view: max error {max_err}/255, PSNR {psnr:.1f} dB")
+        assert max_err <= 2 or psnr >= 40, (max_err, psnr)
+
+        page.check("#truth-toggle")  # the photo over the canvas, pixel for pixel at the canvas's aspect
+        page.wait_for_function("() => !document.getElementById('truth').hidden")
+        shown = page.evaluate("""() => { const c = document.getElementById('truth');
+            const d = c.getContext('2d').getImageData(c.width / 4, c.height / 4, 1, 1).data; return [d[0], d[1], d[2]]; }""")
+        assert np.abs(np.array(shown) - scene.images[0, 16, 24, :3].numpy()).max() <= 8, shown
+
+        box = page.locator("#view").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + 30, box["y"] + box["height"] / 2)
+        page.mouse.up()
+        page.wait_for_function("() => !window.ingp.view.pose")
+        assert page.evaluate("() => [document.getElementById('training-view').value, window.ingp.view.aspect]") == ["", 1]
+        assert page.evaluate("() => document.getElementById('truth').hidden")
+        check_page(page, console, tmp_path / "live_nerf_view.png")
+    finally:
+        page.close()
+        view.shutdown()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -154,6 +156,31 @@ def test_a_busy_writer_never_blocks_a_step(tmp_path, monkeypatch):
         assert spent < 0.25 and len(copies) == 1, (spent, len(copies))
         view._idle.wait(10)
         assert written == [1]
+    finally:
+        view.shutdown()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_writer_thread_runs_at_the_lowest_priority(tmp_path, monkeypatch):
+    """The trainer's threads must win the cores: the writer thread (only it) runs at nice 19."""
+    from ingp.runs import RunDir
+    from ingp.train import Progress
+    from ingp.web.live import LiveView
+
+    run = RunDir(image_run(tmp_path / "run"))
+    view = LiveView(run.path, 0, announce=lambda line: None)
+    seen, before = [], os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def write(*args):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    monkeypatch.setattr(view, "_write_snapshot", write)
+    view.attach(run, lambda: {"params": torch.zeros(4)})
+    try:
+        view.after_step(Progress(step=1, seconds=0.01, loss=1.0))
+        view._idle.wait(10)
+        assert seen == [19]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the trainer's is untouched
     finally:
         view.shutdown()
 

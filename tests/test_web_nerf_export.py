@@ -158,6 +158,24 @@ def test_orbit_rays_match_sdf_camera():
     assert np.allclose(dz[0], [0, 0, -1], atol=1e-6)  # looking straight down from above
 
 
+def test_pose_camera_rays_are_the_training_cameras():
+    """The viewer's camera for a training view (off-centre principal point, fx = fy) casts the training camera's
+    pixel rays (ingp.nerf.rays.image_rays), and an orbit camera is the same with shift 0."""
+    from ingp.nerf.rays import image_rays
+    from ingp.web.camera import camera_rays, orbit_camera, pose_camera
+
+    cam = orbit_camera({"azimuth": -70.0, "elevation": 15.0, "distance": 2.0, "fov": 45.0, "up": "z"})
+    c2w = np.stack([cam["right"], cam["up"], cam["back"], cam["eye"]], 1)
+    intrinsics = np.array([70.0, 70.0, 31.0, 26.5])
+    o, d = camera_rays(pose_camera(c2w, intrinsics, 64, 48), 64, 48)
+    o_ref, d_ref = image_rays(torch.tensor(c2w, dtype=torch.float32), torch.tensor(intrinsics, dtype=torch.float32),
+                              torch.zeros(6), 48, 64)
+    np.testing.assert_allclose(o, o_ref.numpy(), atol=1e-6)
+    np.testing.assert_allclose(d, d_ref.numpy(), atol=2e-6)
+    centred = pose_camera(c2w, np.array([70.0, 70.0, 32.0, 24.0]), 64, 48)
+    assert np.array_equal(centred["shift"], [0.0, 0.0]) and centred["half"] == pytest.approx(24 / 70)
+
+
 def test_bad_nerf_runs_are_refused(tmp_path, capsys):
     from ingp.runs import RunDir
     from web_runs import NERF_MODEL

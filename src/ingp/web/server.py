@@ -2,8 +2,9 @@
 
 Every URL is looked up in a fixed table built at start-up (``routes``): no directory listing, no file outside that
 table reachable, whatever the path says (``..``, encoded slashes, absolute paths all miss the table -> 404). With a
-live folder (``live.py``: a fit with ``--view``) three more shapes are answered from it: ``/live/status.json``,
-``/live/target.png`` and ``/live/<digits>/model.json|bin`` (the folder name is the parsed number, nothing else).
+live folder (``live.py``: a fit with ``--view``) these are answered from it too: ``/live/status.json``,
+``/live/target.png``, ``/live/views.json``, ``/live/views/<digits>.jpg`` and ``/live/<digits>/model.json|bin``
+(folder and file names are the parsed numbers, nothing else).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from urllib.parse import urlsplit
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
-         ".json": "application/json", ".bin": "application/octet-stream", ".png": "image/png"}
+         ".json": "application/json", ".bin": "application/octet-stream", ".png": "image/png",
+         ".jpg": "image/jpeg"}
 EXPORT_FILES = ("model.json", "model.bin")
 LIVE_SNAPSHOT = re.compile(r"/live/([0-9]{1,9})/(model\.json|model\.bin)")
+LIVE_VIEW = re.compile(r"/live/views/([0-9]{1,4})\.jpg")
 
 
 def routes(export_dir: Path, static_dir: Path = STATIC) -> dict[str, Path]:
@@ -31,7 +34,7 @@ def routes(export_dir: Path, static_dir: Path = STATIC) -> dict[str, Path]:
 
 
 def live_routes(live: Path) -> dict[str, Path]:
-    return {"/live/status.json": Path(live) / "status.json", "/live/target.png": Path(live) / "target.png"}
+    return {f"/live/{name}": Path(live) / name for name in ("status.json", "target.png", "views.json")}
 
 
 def make_handler(table: dict[str, Path], live: Path | None = None):
@@ -41,6 +44,9 @@ def make_handler(table: dict[str, Path], live: Path | None = None):
             match = LIVE_SNAPSHOT.fullmatch(url_path)
             if match:
                 path = Path(live) / str(int(match[1])) / match[2]
+            match = LIVE_VIEW.fullmatch(url_path)
+            if match:
+                path = Path(live) / "views" / f"{int(match[1])}.jpg"
         return path
 
     class Handler(BaseHTTPRequestHandler):

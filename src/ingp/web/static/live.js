@@ -1,7 +1,9 @@
 // Live training (a fit with --view): live/status.json is polled once a second; a newer snapshot number calls
 // reload(n) (main.js swaps the model, keeping the camera); the status line shows step, training seconds, loss and
 // the last quality figure; a small canvas plots the loss (log scale, left axis) and the quality (right axis)
-// against the step; image runs get a ground-truth toggle drawing live/target.png through the same view window.
+// against the step; image runs get a ground-truth toggle drawing live/target.png through the same view window;
+// NeRF runs a training-view menu (live/views.json): picking one puts the camera at that view (view.pose) and the
+// toggle shows its photo over the canvas; orbiting (nerf.js dispatches "orbit") goes back to the orbit camera.
 // No third-party code: a 2-D canvas and a few lines of layout.
 
 const POLL_MS = 1000;
@@ -88,21 +90,60 @@ function drawTruth(truth, img, view, canvas) {
     0, 0, truth.width, truth.height);
 }
 
+// A training view's photo over the whole canvas (the camera is that view's, the canvas has its aspect).
+function drawPhoto(truth, img, view, canvas) {
+  drawTruth(truth, img, { zoom: 1, center: [0.5, 0.5] }, canvas);
+}
+
+// The NeRF training-view menu: entries of views.json; choosing one sets view.pose / view.aspect and redraws.
+async function viewMenu(view, canvas, toggle, redraw) {
+  const response = await fetch("live/views.json", { cache: "no-store" });
+  const { views } = await response.json();
+  const label = document.createElement("label");
+  label.textContent = "training view ";
+  const select = document.createElement("select");
+  select.id = "training-view";
+  select.add(new Option("orbit", ""));
+  views.forEach((v, i) => select.add(new Option(v.name, String(i))));
+  label.append(select);
+  toggle.parentElement.before(label);
+  const photo = new Image();
+  select.addEventListener("change", () => {
+    const v = views[Number(select.value)];
+    if (select.value === "") { view.pose = null; view.aspect = 1; toggle.checked = false; }
+    else {
+      view.pose = { ...v.camera, orbit: [view.azimuth, view.elevation, view.distance] };
+      view.aspect = v.width / v.height;
+      photo.src = `live/${v.file}`;
+    }
+    toggle.parentElement.hidden = select.value === "";
+    toggle.dispatchEvent(new Event("change"));
+    redraw(false);
+  });
+  canvas.addEventListener("orbit", () => { select.value = ""; toggle.checked = false; toggle.parentElement.hidden = true; });
+  return photo;
+}
+
 // Wires the panel (#live in index.html) and starts polling. state: main.js's api.live (status, shown ...).
-export function livePanel(state, view, canvas, reload) {
+export async function livePanel(state, view, canvas, reload, redraw) {
   const panel = document.getElementById("live"), line = document.getElementById("status");
   const plot = document.getElementById("plot"), toggle = document.getElementById("truth-toggle");
   const truth = document.getElementById("truth");
   panel.hidden = false;
-  let img = null, looping = false;
+  let img = null, looping = false, paint = drawTruth;
   if (state.status.ground_truth && view.kind === "image") {
     toggle.parentElement.hidden = false;
     img = new Image();
     img.src = `live/${state.status.ground_truth}`;
+  } else if (state.status.ground_truth && view.kind === "nerf") {
+    img = await viewMenu(view, canvas, toggle, redraw);
+    paint = drawPhoto;
+  }
+  if (img) {
     const loop = () => {
       if (!toggle.checked) { looping = false; truth.hidden = true; return; }
       truth.hidden = false;
-      if (img.complete && img.naturalWidth) drawTruth(truth, img, view, canvas);
+      if (img.complete && img.naturalWidth) paint(truth, img, view, canvas);
       requestAnimationFrame(loop);
     };
     toggle.addEventListener("change", () => { if (toggle.checked && !looping) { looping = true; loop(); } });

@@ -181,7 +181,7 @@ async function start() {
       api.meta = next.meta;
       Object.assign(api.live, { shown: n, shownStep: next.meta.step, reloads: api.live.reloads + 1 });
       redraw(false);
-    });
+    }, redraw);
   }
 }
 

@@ -43,7 +43,7 @@ export function nerfShader(meta, source) {
   return `${HEADER}precision highp usampler2D;
 uniform vec3 uEye, uRight, uUp, uBack;
 uniform float uHalf;
-uniform vec2 uSize;
+uniform vec2 uSize, uShift;  // uShift: a training camera's principal point (camera.py pose_camera); orbits: 0
 uniform highp usampler2D occ_bits;
 out vec4 outColor;
 ${source}
@@ -91,8 +91,8 @@ float axisExit(float p, float v, float cellLo, float cell) {
 
 void main() {
   vec2 pixel = vec2(gl_FragCoord.x, uSize.y - gl_FragCoord.y);
-  float ys = (1.0 - 2.0 * pixel.y / uSize.y) * uHalf;
-  float xs = (2.0 * pixel.x / uSize.x - 1.0) * uHalf * (uSize.x / uSize.y);
+  float ys = (1.0 - 2.0 * pixel.y / uSize.y + uShift.y) * uHalf;
+  float xs = (2.0 * pixel.x / uSize.x - 1.0 + uShift.x) * uHalf * (uSize.x / uSize.y);
   vec3 d = normalize(xs * uRight + ys * uUp - uBack);
   vec3 o = uEye;
   vec3 inv = 1.0 / mix(d, vec3(1e-9), lessThan(abs(d), vec3(1e-9)));  // march.box_intersect
@@ -167,8 +167,9 @@ export function nerfView() {
   return { kind: "nerf", azimuth: 30, elevation: 25, distance: 1.3, fov: 40, up: "z", aspect: 1 };
 }
 
-// ingp.web.camera.orbit_camera, in float64.
+// ingp.web.camera.orbit_camera, in float64; a training view's camera (view.pose, camera.py pose_camera) as it is.
 export function nerfCamera(view) {
+  if (view.pose) return view.pose;
   const az = (view.azimuth * Math.PI) / 180, el = (view.elevation * Math.PI) / 180;
   const zUp = view.up === "z";
   const worldUp = zUp ? [0, 0, 1] : [0, 1, 0];
@@ -191,7 +192,18 @@ export function nerfBandRows(width) {
 }
 
 export function nerfControls(canvas, view, changed) {
-  orbitControls(canvas, view, changed, 0.1, 20);
+  // Moving the camera leaves a training view (view.pose, set by live.js with the orbit it was chosen at) for the
+  // orbit camera, and tells live.js.
+  const orbit = (moving) => {
+    const at = [view.azimuth, view.elevation, view.distance];
+    if (view.pose && view.pose.orbit && view.pose.orbit.some((x, i) => x !== at[i])) {
+      view.pose = null;
+      view.aspect = 1;
+      canvas.dispatchEvent(new Event("orbit"));
+    }
+    changed(moving);
+  };
+  orbitControls(canvas, view, orbit, 0.1, 20);
   const label = document.createElement("label");
   label.textContent = "up ";
   const select = document.createElement("select");

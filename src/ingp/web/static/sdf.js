@@ -82,6 +82,8 @@ export function setCameraUniforms(gl, program, cam, width, height) {
     gl.uniform3f(gl.getUniformLocation(program, name), v[0], v[1], v[2]);
   }
   gl.uniform1f(gl.getUniformLocation(program, "uHalf"), cam.half);
+  const shift = cam.shift || [0, 0];
+  gl.uniform2f(gl.getUniformLocation(program, "uShift"), shift[0], shift[1]);  // NeRF only (null elsewhere: no-op)
   gl.uniform2f(gl.getUniformLocation(program, "uSize"), width, height);
 }
 
