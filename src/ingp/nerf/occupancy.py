@@ -104,8 +104,11 @@ class OccupancyGrid:
 
     @torch.no_grad()
     def update(self, density_fn, n_uniform: int, n_occupied: int, threshold: float = MIN_OPTICAL_THICKNESS,
-               chunk: int = 1 << 18) -> None:
-        """Decay every cell by 0.95, then raise sampled cells to sigma(random point in the cell) * min_step.
+               chunk: int = 1 << 18, decay: float = DECAY, below_mean: bool = True) -> None:
+        """Decay every cell by ``decay`` (0.95), then raise sampled cells to sigma(random point in the cell) *
+        min_step * 2^k (k its cascade); occupied: above min(threshold, mean of the visible cells), or above
+        ``threshold`` alone without ``below_mean`` (instant-ngp's mean cap keeps a scene whose densities are all
+        low from emptying; in a trained real scene it lets faint haze stay occupied).
 
         ``n_uniform`` cells are drawn uniformly, ``n_occupied`` among the occupied ones; ``density_fn`` maps (N, 3)
         scene points to (N,) sigma.
@@ -122,10 +125,10 @@ class OccupancyGrid:
         for i in range(0, len(idx), chunk):
             k = idx[i:i + chunk] // self.R ** 3  # a coarser cascade's samples are spaced wider
             new[i:i + chunk] = density_fn(self.cell_points(idx[i:i + chunk])).float() * step * torch.exp2(k.float())
-        flat_all.mul_(DECAY)
+        flat_all.mul_(decay)
         flat_all.scatter_reduce_(0, idx, new, reduce="amax")
         mean = float(flat_all[self.visible.view(-1)].mean()) if bool(self.visible.any()) else 0.0
-        self.bitfield = (self.density > min(threshold, mean)) & self.visible
+        self.bitfield = (self.density > (min(threshold, mean) if below_mean else threshold)) & self.visible
 
     def occupancy_fraction(self) -> float:
         return float(self.bitfield.float().mean())
