@@ -1,4 +1,4 @@
-"""``ingp nerf fit|eval|render|mesh``: argument parsing only; handlers import the heavy code when they run."""
+"""``ingp nerf fit|eval|render|path|pose|mesh``: argument parsing only; handlers import the heavy code when they run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
-from .options import add_quality_arguments, quality_training
 
 DEFAULT_SECONDS = 300.0
 
@@ -33,7 +32,6 @@ def run_fit(args) -> int:
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
     training = {k: v for k, v in (("target_samples", args.batch_samples), ("grid_resolution", args.grid_resolution))
                 if v is not None}
-    training.update(quality_training(args))
     from ..web.live import view_from_args
 
     with view_from_args(args) as view:
@@ -61,8 +59,28 @@ def run_render(args) -> int:
     from .commands import render_command
 
     n = render_command(args.run, args.out, transforms=args.transforms, depth=args.depth, orbit=args.orbit,
+                       camera_path=args.camera_path, spiral=args.spiral, along_capture=args.along_capture,
                        fps=args.fps, device=args.device, quiet=args.quiet)
     print(f"wrote {n} frames to {args.out}")
+    return 0
+
+
+def run_path(args) -> int:
+    from .commands import path_command
+
+    n = path_command(args.run, args.out, kind=args.kind, seconds=args.seconds, fps=args.fps,
+                     transforms=args.transforms)
+    print(f"wrote {args.out} ({n} keyframes, {args.seconds:g} s at {args.fps:g} fps; edit the keyframes, then "
+          f"ingp nerf render {args.run} --camera-path {args.out} --out video.mp4)")
+    return 0
+
+
+def run_pose(args) -> int:
+    from .pose import pose_command, report
+
+    summary = pose_command(args.input, args.out, mapper=args.mapper, frames=args.frames,
+                           max_image_size=args.max_image_size, threads=args.threads, quiet=args.quiet)
+    print(report(summary, args.out))
     return 0
 
 
@@ -93,7 +111,6 @@ def register(commands) -> None:
                      help="occupancy grid cells per axis per cascade (default 128, the paper's)")
     fit.add_argument("--n-views", type=positive_int, default=20,
                      help="held-out views evaluated at the end, evenly spread (default 20)")
-    add_quality_arguments(fit)
     fit.set_defaults(handler=run_fit)
 
     ev = verbs.add_parser("eval", help="PSNR / SSIM on held-out views (white background, sRGB)")
@@ -107,12 +124,49 @@ def register(commands) -> None:
     render.add_argument("run", type=Path, help="run folder")
     render.add_argument("--out", type=Path, required=True, help="output folder, or .mp4 / .gif with --orbit")
     render.add_argument("--transforms", type=Path, help="transforms JSON (default: the run's test split)")
-    render.add_argument("--orbit", type=positive_int, help="render a turntable of this many frames instead")
-    render.add_argument("--depth", action="store_true", help="also write <frame>_depth.png")
-    render.add_argument("--fps", type=positive_float, default=30.0)
+    video = render.add_mutually_exclusive_group()
+    video.add_argument("--orbit", type=positive_int, help="render a turntable of this many frames instead")
+    video.add_argument("--camera-path", type=Path, help="render a nerfstudio camera_path.json (keyframes, fov, fps; "
+                                                         "in the units of the run's transforms file) to --out")
+    video.add_argument("--spiral", type=positive_int, help="render this many frames on a spiral round the capture")
+    video.add_argument("--along-capture", type=positive_int,
+                       help="render this many frames on a smooth path through the training cameras")
+    render.add_argument("--depth", action="store_true",
+                        help="also write <frame>_depth.png (videos: <out>_depth.mp4, one depth scale)")
+    render.add_argument("--fps", type=positive_float, help="video frame rate (default: the camera path's, else 30)")
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true")
     render.set_defaults(handler=run_render)
+
+    path = verbs.add_parser("path", help="write an editable nerfstudio camera_path.json for a run",
+                            description="Keyframes of an orbit, a spiral or a path along the capture, in the units "
+                                        "of the run's transforms file, with the path sampled at --fps.")
+    path.add_argument("run", type=Path, help="run folder")
+    path.add_argument("--out", type=Path, required=True, help="camera_path.json to write")
+    path.add_argument("--kind", choices=("orbit", "spiral", "capture"), default="orbit", help="(default: orbit)")
+    path.add_argument("--seconds", type=positive_float, default=6.0, help="duration (default 6)")
+    path.add_argument("--fps", type=positive_float, default=30.0, help="frame rate (default 30)")
+    path.add_argument("--transforms", type=Path, help="transforms JSON whose units and cameras to use "
+                                                      "(default: the run's training data)")
+    path.set_defaults(handler=run_path)
+
+    pose = verbs.add_parser("pose", help="camera poses for your photos or video (pycolmap, CPU) -> transforms.json",
+                            description="Structure from motion on a folder of photos or a video file: SIFT, "
+                                        "matching (sequential for video, exhaustive for photos), mapping, one "
+                                        "OPENCV camera. Writes DATA/transforms.json (instant-ngp dialect), "
+                                        "DATA/images/, DATA/sparse_points.ply; train with ingp nerf fit DATA. "
+                                        'Needs pycolmap: pip install "ingp[pose]".')
+    pose.add_argument("input", type=Path, help="folder of photos, or a video file")
+    pose.add_argument("--out", type=Path, required=True, help="dataset folder to create (must not exist)")
+    pose.add_argument("--mapper", choices=("incremental", "global"), default="incremental",
+                      help="COLMAP's incremental mapper or GLOMAP's global one (default: incremental)")
+    pose.add_argument("--frames", type=positive_int, default=100,
+                      help="video: keep the sharpest frame of each of this many windows (default 100)")
+    pose.add_argument("--max-image-size", type=positive_int, default=1600,
+                      help="SIFT runs on images shrunk to this longest side (default 1600)")
+    pose.add_argument("--threads", type=int, default=-1, help="CPU threads (default: all)")
+    pose.add_argument("--quiet", action="store_true", help="no progress bars")
+    pose.set_defaults(handler=run_pose)
 
     mesh = verbs.add_parser("mesh", help="marching cubes on density, with vertex colours")
     mesh.add_argument("run", type=Path, help="run folder")

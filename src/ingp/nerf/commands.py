@@ -10,7 +10,7 @@ import torch
 
 from ..errors import InputError
 from ..runs import RunDir, atomic_write, resolve_device
-from .data import Scene, load_scene
+from .data import Scene, load_scene, transforms_path
 from .model import NerfModel
 from .occupancy import OccupancyGrid, n_cascades
 
@@ -54,46 +54,52 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda tmp: iio.imwrite(tmp, (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)))
 
 
-def depth_image(depth: np.ndarray, opacity: np.ndarray) -> np.ndarray:
-    """Expected depth (H, W) -> 16-bit-ready grey in [0, 1]: near bright, background black."""
+def depth_image(depth: np.ndarray, opacity: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """Expected depth (H, W) -> 16-bit-ready grey in [0, 1]: near bright, background black. ``bounds`` (near,
+    far) fixes the scale (one for every frame of a video, so it does not flicker); default: this image's range."""
     d = np.where(opacity > 0.5, depth / np.maximum(opacity, 1e-6), np.nan)
     if np.isfinite(d).any():
-        lo, hi = np.nanmin(d), np.nanmax(d)
-        d = 1 - (d - lo) / max(hi - lo, 1e-9)
+        lo, hi = bounds if bounds is not None else (np.nanmin(d), np.nanmax(d))
+        d = np.clip(1 - (d - lo) / max(hi - lo, 1e-9), 0, 1)
     return np.nan_to_num(d, nan=0.0)
 
 
 def render_command(run_path: Path, out: Path, *, transforms: Path | None = None, depth: bool = False,
-                   orbit: int | None = None, fps: float = 30.0, device: str = "auto", quiet: bool = False) -> int:
+                   orbit: int | None = None, camera_path: Path | None = None, spiral: int | None = None,
+                   along_capture: int | None = None, fps: float | None = None, device: str = "auto",
+                   quiet: bool = False) -> int:
     """One PNG per frame of ``transforms`` into folder ``out`` (named after each frame's image), with
-    ``<name>_depth.png`` if ``depth``; or with ``orbit`` N a turntable video of N frames to ``out`` (.mp4 / .gif)."""
+    ``<name>_depth.png`` if ``depth``; or a video to ``out`` (.mp4 / .gif, plus ``<out>_depth.mp4`` if ``depth``)
+    along a nerfstudio ``camera_path`` file, an ``orbit`` / ``spiral`` of N frames, or N frames ``along_capture``."""
     from tqdm import tqdm
 
     from .evaluate import render_view
 
     model, grid, config = load_run(run_path, device)
     ds = config["data"]["downscale"]
-    scene = load_scene(transforms if transforms is not None else _default_transforms(config), "test", downscale=ds)
+    source = transforms if transforms is not None else _default_transforms(config)
+    scene = load_scene(source, "test", downscale=ds)
     cone = config["training"]["cone_angle"]
-    if orbit is not None:
+    if orbit is not None or camera_path is not None or spiral is not None or along_capture is not None:
         if out.suffix.lower() not in (".mp4", ".gif"):
-            raise InputError(f"--out {out}: an orbit is written as .mp4 or .gif")
-        cams = orbit_cameras(scene, orbit)
-        frames = []
-        for i in tqdm(range(orbit), disable=quiet, leave=False, desc="orbit"):
-            img, _, _ = render_view(model, grid, cams, i, cone=cone)
+            raise InputError(f"--out {out}: a video is written as .mp4 or .gif")
+        cams, path_fps = video_cameras(scene, source, orbit=orbit, camera_path=camera_path, spiral=spiral,
+                                       along_capture=along_capture)
+        fps = fps or path_fps or DEFAULT_FPS
+        frames, depths = [], []
+        for i in tqdm(range(len(cams)), disable=quiet, leave=False, desc="video"):
+            img, alpha, dep = render_view(model, grid, cams, i, cone=cone)
             frames.append((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".gif":
-            import imageio.v3 as iio
-
-            atomic_write(out, lambda tmp: iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0))
-        else:
-            from ..image.io import write_mp4
-
-            even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]  # yuv420p needs even sizes
-            atomic_write(out, lambda tmp: write_mp4(tmp, even, fps))
-        return orbit
+            if depth:
+                depths.append((np.where(alpha > 0.5, dep / np.maximum(alpha, 1e-6), np.nan), alpha))
+        write_video(out, frames, fps)
+        if depth:
+            known = np.concatenate([d[np.isfinite(d)] for d, _ in depths] + [np.zeros(0)])
+            bounds = (float(known.min()), float(known.max())) if len(known) else None
+            grey = [(np.repeat(depth_image(np.nan_to_num(d) * a, a, bounds)[..., None], 3, -1) * 255 + 0.5)
+                    .astype(np.uint8) for d, a in depths]
+            write_video(out.with_name(f"{out.stem}_depth{out.suffix}"), grey, fps)
+        return len(frames)
     out.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(len(scene)), disable=quiet, leave=False, desc="render"):
         img, alpha, dep = render_view(model, grid, scene, i, cone=cone)
@@ -102,6 +108,82 @@ def render_command(run_path: Path, out: Path, *, transforms: Path | None = None,
         if depth:
             _save_png(out / f"{stem}_depth.png", depth_image(dep, alpha))
     return len(scene)
+
+
+DEFAULT_FPS = 30.0
+
+
+def write_video(out: Path, frames: list[np.ndarray], fps: float) -> None:
+    """(H, W, 3) uint8 frames -> ``out`` (.gif, or H.264 .mp4 cropped to even sizes), atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        import imageio.v3 as iio
+
+        atomic_write(out, lambda tmp: iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0))
+    else:
+        from ..image.io import write_mp4
+
+        even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]  # yuv420p needs even sizes
+        atomic_write(out, lambda tmp: write_mp4(tmp, even, fps))
+
+
+def path_scene(scene: Scene, c2w: np.ndarray, fov: np.ndarray, width: int, height: int) -> Scene:
+    """Pinhole cameras c2w (N, 4, 4) in scene coordinates with vertical fov (N,) degrees at width x height -> a
+    Scene to render (no images: a zero-stride placeholder gives the size)."""
+    n = len(c2w)
+    f = height / (2 * np.tan(np.radians(fov) / 2))
+    intr = torch.tensor(np.stack([f, f, np.full(n, width / 2), np.full(n, height / 2)], 1), dtype=torch.float32)
+    return Scene(images=torch.zeros(1, height, width, 4, dtype=torch.uint8).expand(n, -1, -1, -1),
+                 c2w=torch.tensor(c2w[:, :3], dtype=torch.float32), intrinsics=intr, distortion=torch.zeros(n, 6),
+                 fisheye=False, aabb_scale=scene.aabb_scale, names=[f"path_{k:05d}.png" for k in range(n)])
+
+
+def scene_cameras(scene: Scene) -> tuple[np.ndarray, float]:
+    """The scene's cameras as (N, 4, 4) float64 and the first camera's vertical fov in degrees."""
+    c2w = np.tile(np.eye(4), (len(scene), 1, 1))
+    c2w[:, :3] = scene.c2w.double().numpy()
+    fy = float(scene.intrinsics[0, 1])
+    return c2w, float(np.degrees(2 * np.arctan(scene.height / (2 * fy))))
+
+
+def video_cameras(scene: Scene, source: Path, *, orbit=None, camera_path=None, spiral=None, along_capture=None
+                  ) -> tuple[Scene, float | None]:
+    """The cameras of one video request (exactly one of the options set) -> (Scene, the path file's fps or None)."""
+    from . import camera_path as cp
+
+    if orbit is not None:
+        return orbit_cameras(scene, orbit), None
+    c2w, fov = scene_cameras(scene)
+    if camera_path is not None:
+        path = cp.read_camera_path(camera_path, default_size=(scene.width, scene.height))
+        sim = cp.file_to_scene(transforms_path(source, "test"), scene)
+        return path_scene(scene, cp.apply_similarity(sim, path.c2w), path.fov, path.width, path.height), path.fps
+    kind, n = ("spiral", spiral) if spiral is not None else ("capture", along_capture)
+    keyframes, weights, loop = cp.generated_keyframes(kind, c2w, scene.names)
+    cams = cp.sample_path(keyframes, weights, loop, n)
+    return path_scene(scene, cams, np.full(len(cams), fov), scene.width, scene.height), None
+
+
+def path_command(run_path: Path, out: Path, *, kind: str = "orbit", seconds: float = 6.0, fps: float = 30.0,
+                 transforms: Path | None = None) -> int:
+    """Write an editable nerfstudio camera_path.json for the run: the keyframes of a generated ``kind`` path
+    (orbit, spiral, capture) in the units of the run's transforms file, and its frames at ``fps``. Returns the
+    number of keyframes."""
+    import json
+
+    from . import camera_path as cp
+
+    config = RunDir(run_path, primitive="nerf").config()
+    source = transforms if transforms is not None else _default_transforms(config, "train")
+    scene = load_scene(source, "train", downscale=config["data"]["downscale"])
+    c2w, fov = scene_cameras(scene)
+    keyframes, weights, loop = cp.generated_keyframes(kind, c2w, scene.names)
+    to_file = np.linalg.inv(cp.file_to_scene(transforms_path(source, "train"), scene))
+    meta = cp.path_json(cp.apply_similarity(to_file, keyframes), fov, scene.width, scene.height, fps=fps,
+                        seconds=seconds, loop=loop, weights=weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    return len(keyframes)
 
 
 def orbit_cameras(scene: Scene, n: int) -> Scene:
