@@ -88,7 +88,8 @@ def test_fit_resume_eval_render_mesh(ball, tmp_path, capsys):
 
 
 def test_bad_data_is_one_line(tmp_path, capsys):
-    assert main(["nerf", "fit", str(tmp_path), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+    (tmp_path / "data").mkdir()  # a folder with no transforms file (the run beside it: never inside what is read)
+    assert main(["nerf", "fit", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no transforms_train.json" in err and "\n" not in err
 

@@ -25,7 +25,7 @@ def weights(value: float) -> dict[str, torch.Tensor]:
 
 
 def make_run(tmp_path, step: int = 3, value: float = 1.0) -> RunDir:
-    run = RunDir.create(tmp_path / "run", {"primitive": "image"})
+    run = RunDir.create(tmp_path / "run", {"primitive": "test"})  # a made-up primitive: no schema keys
     run.save_checkpoint({"step": step, "optimizer": {}}, weights(value))
     return run
 
@@ -116,7 +116,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_on_open(tmp_path):
 def test_overwrite_removes_the_old_snapshot_first(tmp_path):
     run = make_run(tmp_path)
     run.save_metrics({"steps": 3})
-    run, state = open_or_create_run(run.path, "image", {"primitive": "image", "new": 1}, resume=False,
+    run, state = open_or_create_run(run.path, "test", {"primitive": "test", "new": 1}, resume=False,
                                     overwrite=True)
     assert state is None and run.config()["new"] == 1
     assert not run.checkpoint_path.exists() and not run.weights_path.exists() and not run.metrics_path.exists()

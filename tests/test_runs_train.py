@@ -26,7 +26,7 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
 
 
 def test_run_dir_round_trip_and_errors(tmp_path):
-    run = RunDir.create(tmp_path / "run", {"primitive": "image", "x": 1})
+    run = RunDir.create(tmp_path / "run", {"primitive": "test", "x": 1})
     weights = {"params": torch.arange(6, dtype=torch.float32)}
     run.save_checkpoint({"step": 3}, weights)
     assert torch.equal(RunDir(run.path).load_weights()["params"], weights["params"])
@@ -36,7 +36,7 @@ def test_run_dir_round_trip_and_errors(tmp_path):
     assert RunDir(run.path).load_checkpoint()["step"] == 3  # the good one is kept
     with pytest.raises(InputError, match="not a run folder"):
         RunDir(tmp_path)
-    with pytest.raises(InputError, match="'image' run, not 'sdf'"):
+    with pytest.raises(InputError, match="'test' run, not 'sdf'"):
         RunDir(run.path, primitive="sdf")
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(InputError, match="bad.json"):

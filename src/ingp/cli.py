@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, InputError, TrainingDiverged
+from .limits import check_command as check_sizes
+from .outputs import add_force_flags, check_command, removed_on_failure
 
 # Modules with ``register(commands)``; each adds its sub-parsers and sets ``handler`` on them.
 COMMAND_MODULES = ["ingp.image.cli", "ingp.sdf.cli", "ingp.nerf.cli", "ingp.scratch.cli", "ingp.web.cli", "ingp.nrc.cli",
@@ -28,6 +31,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def seed_number(text: str) -> int:
+    """A random seed: an integer in 0 .. 2^63 - 1 (what torch and numpy both accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0 .. 2^63 - 1, got {value}")
     return value
 
 
@@ -56,7 +70,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, *, default_seconds: float
     budget.add_argument("--steps", type=positive_int, default=None, help="number of training steps")
     parser.add_argument("--config", type=Path, help="tcnn/instant-ngp JSON config (encoding, network, loss, "
                                                     "optimizer); // comments and 'parent' are allowed")
-    parser.add_argument("--seed", type=int, default=1337, help="random seed (default: 1337)")
+    parser.add_argument("--seed", type=seed_number, default=1337, help="random seed (default: 1337)")
     add_device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
     parser.add_argument("--resume", action="store_true",
@@ -82,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise  # a primitive not written yet is fine; a broken import inside one is not
             continue
         module.register(commands)
+    add_force_flags(parser)
     return parser
 
 
@@ -93,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.handler(args) or 0
+        check_command(args)  # the output-path policy (outputs.py), before anything is read or written
+        check_sizes(args)  # absurd sizes refused before anything is allocated (limits.py)
+        with removed_on_failure(args):
+            return args.handler(args) or 0
     except (ConfigError, InputError, ValueError, OSError) as err:
         print(f"ingp: error: {err}", file=sys.stderr)
         return 2
@@ -101,8 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingp: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("ingp: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        kept = "; the last checkpoint is kept (continue with --resume)" if hasattr(args, "resume") else ""
+        print(f"ingp: interrupted{kept}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read our output has gone (`| head`, a closed terminal): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
+    except (MemoryError, RuntimeError) as err:  # the size checks are estimates: a busy machine can still run out
+        if not (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or
+                "can't allocate memory" in str(err)):
+            raise
+        print(f"ingp: error: out of memory ({str(err).splitlines()[0][:200]}); use smaller sizes (--batch-size, "
+              f"--resolution, --width/--height, the config's table)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

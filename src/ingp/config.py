@@ -63,6 +63,8 @@ def parse_config_text(text: str, name: str = "<config>") -> dict:
         data = json.loads(strip_comments(text, name))
     except json.JSONDecodeError as err:
         raise ConfigError(f"{name}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: malformed JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name}: a config must be a JSON object {{...}}, got {type(data).__name__}")
     return data

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .limits import check_memory
 
 ALIGNMENT = 16  # REQUIRED_ALIGNMENT() of both tcnn MLPs
 K_ACT = 10.0  # tcnn's sharpness of Softplus and Squareplus (common_device.h)
@@ -154,6 +155,9 @@ class MLPImpl:
         self.n_output_dims = _integer("n_output_dims", n_output_dims, 1)
         self.n_neurons = _integer("n_neurons", n_neurons, 1)
         self.n_hidden_layers = _integer("n_hidden_layers", n_hidden_layers, 0)
+        n, depth = self.n_neurons, self.n_hidden_layers  # the weights' size, before any list of layers is made
+        weights = n * (n_input_dims + n_output_dims + 32) + max(depth - 1, 0) * n * n if depth else n_output_dims
+        check_memory(float(weights) * 4, f"network: n_neurons {n}, n_hidden_layers {depth} ({weights:.3g} weights)")
         self.otype = OTYPES.get(str(otype).lower())
         if self.otype is None:
             raise ConfigError(f"unknown network otype {otype!r} (known: FullyFusedMLP, CutlassMLP)")

@@ -1,6 +1,7 @@
 """Run folders: what ``ingp <primitive> fit --out RUN_DIR`` writes and every later command reads.
 
-    RUN_DIR/config.json        everything needed to rebuild the model (primitive, model config, task data)
+    RUN_DIR/config.json        "format": "ingp-run", "version", "primitive", then everything needed to rebuild
+                               the model (model config, task data); checked on open against ``SCHEMA``
     RUN_DIR/model.safetensors  the weights, name -> tensor
     RUN_DIR/checkpoint.pt      the resume state: weights, optimiser, step, training seconds
     RUN_DIR/metrics.json       primitive, steps, seconds, n_params, quality figures, device, threads, version
@@ -17,6 +18,7 @@ line), so eval, render, export and ``--resume`` all start from the same weights.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -28,6 +30,18 @@ from typing import Any, Callable
 import torch
 
 from .errors import InputError, TrainingDiverged
+
+FORMAT, VERSION = "ingp-run", 1  # config.json's "format" / "version"; folders written before the key are version 1
+# Keys every run of a primitive has in config.json (dotted: nested), checked when a run is opened; a primitive not
+# listed here is checked for "primitive" only. An image tile farm ("tiles") has no model of its own.
+SCHEMA = {
+    "image": ("image.width", "image.height", "image.channels", "image.linear"),
+    "image:single": ("model", "training.seed"),
+    "sdf": ("mesh", "normalization.center", "normalization.scale", "model", "training.seed"),
+    "nerf": ("data.path", "data.aabb", "data.aabb_scale", "data.downscale", "model", "training.seed",
+             "training.cone_angle"),
+    "nrc": ("scene", "settings"),
+}
 
 
 # ``.NAME.tmp-PID.SUFFIX`` (SUFFIX optional): what ``temporary_path`` makes, and the only names ever cleaned up
@@ -46,18 +60,60 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     atomic_write_many([(path, write)])
 
 
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (0644 under the usual 022)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_many(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
     """Write every file to its temporary name first, then rename them into place in the order given, back to back
-    (so a kill leaves either no file replaced, or a prefix of the list replaced, each file whole)."""
+    (so a kill leaves either no file replaced, or a prefix of the list replaced, each file whole).
+
+    Every file gets the umask's ordinary mode (writers such as safetensors create theirs 0600). A failed write
+    (a full disk included) removes every temporary file and is an ``InputError`` naming the file."""
     tmps = [temporary_path(path) for path, _ in files]
     try:
-        for tmp, (_, write) in zip(tmps, files):
-            write(tmp)
+        for tmp, (path, write) in zip(tmps, files):
+            try:
+                write(tmp)
+                os.chmod(tmp, file_mode())
+            except OSError as err:
+                raise InputError(f"{path}: cannot write ({err.strerror or err})") from None
         for tmp, (path, _) in zip(tmps, files):
             os.replace(tmp, path)
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
+
+
+def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file at ``path`` of ``shape`` and ``dtype``, memory-mapped for writing, with its blocks reserved
+    first: a full disk is then an ``OSError`` here, not a SIGBUS when a mapped page is written later."""
+    import numpy as np
+
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))  # header + sparse length, unmapped
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), size - nbytes, nbytes)
+        except (AttributeError, OSError) as err:  # no fallocate here: write the zeros for real
+            if isinstance(err, OSError) and err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            chunk = bytes(1 << 24)
+            f.seek(size - nbytes)
+            for start in range(0, nbytes, len(chunk)):
+                f.write(chunk[:min(len(chunk), nbytes - start)])
+    return np.lib.format.open_memmap(path, mode="r+")
 
 
 def process_alive(pid: int) -> bool:
@@ -108,13 +164,55 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """JSON file contents; a missing or malformed file is an ``InputError`` naming it."""
+    """JSON file contents; a missing or malformed file (deep nesting included) is an ``InputError`` naming it."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a JSON file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: cannot read JSON ({err})") from None
+    except RecursionError:
+        raise InputError(f"{path}: cannot read JSON (nested too deeply)") from None
+
+
+def _lookup(config: dict, dotted: str) -> tuple[bool, Any]:
+    value = config
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+def check_run_config(config: Any, path: Path) -> dict:
+    """``config`` (read from ``path``) checked against the run schema: a JSON object of this format and a version
+    this ingp reads, a ``primitive`` and the keys ``SCHEMA`` lists for it. Returns it; ``InputError`` naming the
+    file and what is wrong otherwise."""
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a run's config (a JSON object expected, got {type(config).__name__})")
+    if config.get("format", FORMAT) != FORMAT:
+        raise InputError(f"{path}: not a run's config (format {config.get('format')!r}, expected {FORMAT!r})")
+    version = config.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{path}: 'version' must be a positive integer, got {version!r}")
+    if version > VERSION:
+        raise InputError(f"{path}: a run of format version {version}, written by a newer ingp (this one reads "
+                         f"version {VERSION})")
+    primitive = config.get("primitive")
+    if not isinstance(primitive, str):
+        raise InputError(f"{path}: not a run's config (no 'primitive'); make a run with `ingp ... fit --out`")
+    required = SCHEMA.get(primitive, ())
+    if primitive == "image" and "tiles" not in config:
+        required = required + SCHEMA["image:single"]
+    for dotted in required:
+        found, value = _lookup(config, dotted)
+        if not found:
+            raise InputError(f"{path}: a damaged {primitive} run: the key {dotted!r} is missing")
+        if dotted in ("model", "settings") and not isinstance(value, dict):
+            raise InputError(f"{path}: a damaged {primitive} run: {dotted!r} must be a JSON object")
+    return config
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
@@ -128,17 +226,19 @@ class RunDir:
         self.path = Path(path)
         if not self.config_path.is_file():
             raise InputError(f"{self.path}: not a run folder (no config.json); make one with `ingp ... fit --out`")
-        if primitive is not None and self.config().get("primitive") != primitive:
-            raise InputError(f"{self.path}: holds a {self.config().get('primitive')!r} run, not {primitive!r}")
+        found = self.config().get("primitive")
+        if primitive is not None and found != primitive:
+            raise InputError(f"{self.path}: holds a {found!r} run, not {primitive!r}")
         remove_stale_temporaries(self.path)
 
     @classmethod
     def create(cls, path: Path | str, config: dict) -> "RunDir":
+        """Make the folder (and its parents) and write ``config`` stamped with the format and version."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise InputError(f"--out {path}: exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
-        write_json(path / "config.json", config)
+        write_json(path / "config.json", {"format": FORMAT, "version": VERSION, **config})
         return cls(path)
 
     config_path = property(lambda self: self.path / "config.json")
@@ -147,7 +247,8 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.json")
 
     def config(self) -> dict:
-        return read_json(self.config_path)
+        """config.json, checked against the run schema (``check_run_config``)."""
+        return check_run_config(read_json(self.config_path), self.config_path)
 
     def metrics(self) -> dict:
         return read_json(self.metrics_path) if self.metrics_path.is_file() else {}
@@ -174,8 +275,8 @@ class RunDir:
             with safe_open(str(self.weights_path), framework="pt", device=str(device)) as f:
                 step = (f.metadata() or {}).get("step")
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError) as err:
-            raise InputError(f"{self.weights_path}: cannot read weights ({err})") from None
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise InputError(f"{self.weights_path}: cannot read weights ({str(err).splitlines()[0]})") from None
         try:
             return tensors, None if step is None else int(step)
         except ValueError:
@@ -219,11 +320,25 @@ class RunDir:
 
     def _load_checkpoint(self, device, mmap: bool = False) -> dict:
         try:
-            return torch.load(self.checkpoint_path, map_location=device, weights_only=True, mmap=mmap)
+            state = torch.load(self.checkpoint_path, map_location=device, weights_only=True, mmap=mmap)
         except FileNotFoundError:
             raise InputError(f"{self.path}: no checkpoint.pt to resume from") from None
         except Exception as err:  # torch raises many types for a corrupt file
-            raise InputError(f"{self.checkpoint_path}: cannot read checkpoint ({err})") from None
+            raise InputError(f"{self.checkpoint_path}: cannot read checkpoint ({str(err).splitlines()[0]})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("weights"), dict) or \
+                isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+            raise InputError(f"{self.checkpoint_path}: a damaged checkpoint (no step or weights)")
+        return state
+
+    def check_tensors(self, tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> None:
+        """Refuse weights whose names or shapes are not the model's (``expected``: name -> shape), naming the file."""
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise InputError(f"{self.weights_path}: does not fit the config's model (no tensor {name!r}: "
+                                 f"weights of another model?)")
+            if tuple(tensors[name].shape) != tuple(shape):
+                raise InputError(f"{self.weights_path}: does not fit the config's model ({name!r} has shape "
+                                 f"{tuple(tensors[name].shape)}, the model needs {tuple(shape)})")
 
     def load_checkpoint(self, device: torch.device | str = "cpu") -> dict:
         """The resume state: step, seconds, loss, optimiser, sampler ..., and ``weights`` (the snapshot's)."""

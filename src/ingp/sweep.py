@@ -58,6 +58,8 @@ def load_sweep(path: Path) -> dict:
     else:
         try:
             spec = json.loads(text)
+        except RecursionError:
+            raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
         except json.JSONDecodeError as err:
             raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(spec, dict):
@@ -268,9 +270,14 @@ def write_summary(spec: dict, fits: list[dict]) -> None:
 
 
 def run_command(args) -> int:
+    from .outputs import check_output
+
     spec = load_sweep(args.config)
     if args.out is not None:
         spec["out"] = args.out
+    else:  # --out went through the output policy with the command line; the file's 'out' goes through it here
+        check_output(Path(spec["out"]), f"{args.config}: 'out'",
+                     [("config", args.config), *(("inputs", Path(p)) for p in spec["inputs"])], force=args.force)
     fits = run_sweep(spec, address=args.address, num_cpus=args.num_cpus, quiet=args.quiet)
     header, rows = summary_rows(fits)
     print(markdown_table(header, rows), end="")

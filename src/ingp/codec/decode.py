@@ -14,6 +14,7 @@ import constriction
 import numpy as np
 
 from ..errors import InputError
+from ..limits import check_memory
 from . import bitstream, fixedpoint, laplace
 from .latents import CONTEXT, PAD, level_sizes
 from .networks import n_values, unflatten_layers
@@ -76,6 +77,9 @@ def decode_latents(decoder, sizes: list[tuple[int, int]], arm_layers, arm_bits: 
 def decode_bytes(data: bytes) -> tuple[np.ndarray, bitstream.Header]:
     """(H, W, C) uint8 pixels and the header of a codec file; ``InputError`` (one line) for any bad file."""
     header, words = bitstream.read_file(data)
+    # the synthesis keeps every pixel's hidden features (float64) and the upsampled latents of every level
+    check_memory(8.0 * header.width * header.height * (2 * header.syn_hidden + header.n_levels + header.channels),
+                 f"a {header.width}x{header.height} image (its header)")
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
         arm = unflatten_layers(decode_weights(decoder, n_values(arm_sizes(header)), header.arm_range,
@@ -87,6 +91,6 @@ def decode_bytes(data: bytes) -> tuple[np.ndarray, bitstream.Header]:
         pixels = fixedpoint.synthesize(levels, syn, header.syn_frac_bits, header.channels)
     except InputError:
         raise
-    except (ValueError, RuntimeError, IndexError, OverflowError) as err:  # what constriction raises on bad data
+    except (ValueError, RuntimeError, IndexError, OverflowError, AssertionError) as err:  # constriction on bad data
         raise InputError(f"corrupt file ({err})") from None
     return pixels, header

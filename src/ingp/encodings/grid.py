@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..limits import check_memory
 from . import check_keys
 from .base import EncodingImpl
 
@@ -124,6 +125,9 @@ class GridEncoding(EncodingImpl):
                                    log2_hashmap_size, grid_type)
         self.n_entries = self.levels[-1].offset + self.levels[-1].size
         self.n_params = self.n_entries * n_features_per_level
+        check_memory(self.n_params * 4.0, f"grid encoding: n_levels {n_levels} x n_features_per_level "
+                     f"{n_features_per_level}, log2_hashmap_size {log2_hashmap_size}, base_resolution "
+                     f"{base_resolution}, per_level_scale {self.per_level_scale:g} ({self.n_params:.3g} parameters)")
         self.n_output_dims = n_levels * n_features_per_level
 
     @classmethod

@@ -7,12 +7,16 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
+from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int, seed_number
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
 CODEC_SECONDS = 240.0  # compress: per-image fitting budget
 DEFAULT_BATCH = 1 << 16  # measured on 2 CPU cores: more steps of 2^16 beat fewer of 2^18 at equal time
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def bundled_image() -> Path:
@@ -32,6 +36,10 @@ def model_config_from_args(args, width: int, height: int) -> dict:
         if unknown:
             raise InputError(f"--config {args.config}: unknown sections {', '.join(sorted(unknown))} "
                              f"(expected encoding, network, loss, optimizer)")
+        for section, value in given.items():
+            if not isinstance(value, dict):
+                raise InputError(f"--config {args.config}: '{section}' must be a JSON object, got "
+                                 f"{type(value).__name__}")
         config.update(given)
     grid_flags = dict(n_levels=args.n_levels, n_features_per_level=args.n_features_per_level,
                       log2_hashmap_size=args.log2_hashmap_size, base_resolution=args.base_resolution,
@@ -79,7 +87,8 @@ def run_fit(args) -> int:
     with view_from_args(args) as view:
         metrics = fit_image(args.image, args.out, model_config=model_config, budget=budget,
                             batch_size=args.batch_size, seed=args.seed, device=args.device, quiet=args.quiet,
-                            resume=args.resume, visualize=args.visualize, overwrite=getattr(args, "overwrite", False),
+                            resume=args.resume, visualize=args.visualize,
+                            overwrite=getattr(args, "overwrite", False) or getattr(args, "force", False),
                             view=view)
     print(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} after {metrics['steps']} steps in "
           f"{metrics['seconds']:.1f} s ({metrics['n_params']:,} parameters); wrote {args.out}/")
@@ -170,7 +179,7 @@ def register(commands) -> None:
     demo.add_argument("--out", type=Path, default=Path("ingp_demo"), help="run folder (default: ingp_demo)")
     demo.add_argument("--steps", type=positive_int, default=100, help="training steps (default: 100)")
     demo.add_argument("--batch-size", type=positive_int, default=1 << 16, help="points per step (default: 65536)")
-    demo.add_argument("--seed", type=int, default=1337)
+    demo.add_argument("--seed", type=seed_number, default=1337)
     add_device_argument(demo)
     demo.add_argument("--quiet", action="store_true", help="print only the result line")
     demo.set_defaults(handler=run_demo)
@@ -200,7 +209,7 @@ def register(commands) -> None:
     fit.add_argument("--tiles", metavar="KxM", help="tile farm for images too big for one device: K columns x M "
                      "rows of overlapping tiles, each its own model and job (torchrun ranks share them out); "
                      "--steps/--seconds and the model options apply per tile")
-    fit.add_argument("--tile-overlap", type=int, default=32, metavar="PX",
+    fit.add_argument("--tile-overlap", type=non_negative_int, default=32, metavar="PX",
                      help="pixels a tile reaches into each neighbour; tiles cross-fade over twice this (default: 32)")
     fit.add_argument("--ray", action="store_true",
                      help='with --tiles: fit the tiles as Ray tasks, one CPU each (pip install "ingp[ray]")')
@@ -251,7 +260,7 @@ def register(commands) -> None:
     compress.add_argument("--seconds", type=positive_float,
                           help=f"fitting time budget, shared by the trials of a search (default: {CODEC_SECONDS:g})")
     compress.add_argument("--steps", type=positive_int, help="fitting steps instead of (or as well as) --seconds")
-    compress.add_argument("--seed", type=int, default=0)
+    compress.add_argument("--seed", type=seed_number, default=0)
     compress.add_argument("--quiet", action="store_true", help="no progress bar")
     compress.set_defaults(handler=run_compress)
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..runs import RunDir, atomic_write, resolve_device
+from ..limits import check_disk, check_memory, image_bytes
+from ..runs import RunDir, atomic_write, npy_memmap, resolve_device
 from .evaluate import evaluate_model
 from .io import ImageData, display_rgb8, read_image, write_image, write_mp4
 from .model import build_model, render, render_rows
@@ -58,16 +59,18 @@ def render_command(run: Path, out: Path, *, width=None, height=None, zoom=1.0, c
     model, config = load_run(run, device)
     w, h = output_size(config, width, height)
     linear = config["image"]["linear"]
+    channels = config["image"]["channels"]
     if out.suffix.lower() == ".npy":  # stream float rows straight into the file
+        check_disk(image_bytes(w, h, channels), out, f"--width/--height {w}x{h}")
+
         def write(tmp: Path) -> None:
-            array = None
+            array = npy_memmap(tmp, np.float32, (h, w, channels))  # blocks reserved: a full disk is an error
             for start, values in render_rows(model, w, h, zoom=zoom, center=center):
-                if array is None:
-                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(h, w, values.shape[2]))
                 array[start:start + len(values)] = values
             array.flush()
         atomic_write(out, write)
         return out
+    check_memory(image_bytes(w, h, channels) * 2, f"--width/--height {w}x{h}")  # the floats, then the 8/16 bits
     sixteen = config["image"]["stored_type"] == "uint16"
     write_image(out, render(model, w, h, zoom=zoom, center=center), linear=linear, bit_depth=16 if sixteen else 8)
     return out
@@ -86,6 +89,8 @@ def video_command(run: Path, out: Path, *, width=None, height=None, zoom=64.0, c
         width = min(config["image"]["width"], 1280)
     w, h = output_size(config, width, height)
     w, h = w // 2 * 2 or 2, h // 2 * 2 or 2  # H.264 needs even sizes
+    check_memory(image_bytes(w, h, 3, 1) * n_frames + image_bytes(w, h, config["image"]["channels"]),
+                 f"--width/--height {w}x{h} x --frames {n_frames}")  # every frame is kept until the file is written
     linear = config["image"]["linear"]
     frames = []
     for i in tqdm(range(n_frames), desc="video", leave=False, disable=True if quiet else None):
@@ -132,9 +137,10 @@ def convert_command(source: Path, target: Path, *, scale: float = 1.0) -> tuple[
     image = read_image(source)
     h = max(1, round(image.height * scale))
     w = max(1, round(image.width * scale))
+    check_disk(image_bytes(w, h, image.channels, image.pixels.itemsize), target, f"{source}")
 
     def write(tmp: Path) -> None:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=image.pixels.dtype, shape=(h, w, image.channels))
+        out = npy_memmap(tmp, image.pixels.dtype, (h, w, image.channels))  # blocks reserved: full disk is an error
         for start in range(0, h, 256):
             stop = min(h, start + 256)
             out[start:stop] = _resized_rows(image, w, h, start, stop)

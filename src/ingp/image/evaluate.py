@@ -19,6 +19,24 @@ _WINDOW = 7
 _PAD = (_WINDOW - 1) // 2
 
 
+def ssim_window(height: int, width: int) -> int:
+    """scikit-image's 7x7 window, or for an image smaller than that the largest odd window that fits (1 for a
+    one-pixel side), so SSIM is defined for every image size."""
+    return min(_WINDOW, (min(height, width) - 1) // 2 * 2 + 1)
+
+
+def ssim(reference: np.ndarray, prediction: np.ndarray) -> float:
+    """Whole-image SSIM of (H, W) or (H, W, C) arrays in [0, 1] (data range 1): scikit-image's with the 7x7 uniform
+    window; smaller images use ``ssim_window`` and, below 3 pixels (one-pixel windows, where a sample variance is
+    undefined), population variances: a 1x1 image scores (2xy + C1) / (x^2 + y^2 + C1)."""
+    from skimage.metrics import structural_similarity
+
+    window = ssim_window(*reference.shape[:2])
+    return float(structural_similarity(reference, prediction, data_range=1.0, win_size=window,
+                                       channel_axis=2 if reference.ndim == 3 else None,
+                                       use_sample_covariance=window > 1))
+
+
 def psnr(mse: float, peak: float = 1.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
 
@@ -44,7 +62,8 @@ class TiledMetrics:
         pred, ref = prediction[..., :c].astype(np.float64), reference[..., :c].astype(np.float64)
         inner = slice(start - lo, stop - lo)
         self.squared_error += float(np.sum((pred[inner] - ref[inner]) ** 2))
-        if self.height < _WINDOW or self.width < _WINDOW:
+        if self.height < _WINDOW or self.width < _WINDOW:  # a small image is one tile: its whole-image SSIM
+            self.ssim_sum, self.ssim_count = ssim(ref, pred), 1
             return
         _, ssim_map = structural_similarity(ref, pred, channel_axis=2, data_range=1.0, win_size=_WINDOW, full=True)
         first, last = max(start, _PAD), min(stop, self.height - _PAD)  # skimage drops a border of _PAD pixels

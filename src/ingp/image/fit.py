@@ -11,6 +11,7 @@ import torch
 
 from .. import distributed
 from ..errors import InputError
+from ..limits import check_batch
 from ..losses import build_loss
 from ..optim import build_optimizer
 from ..runs import RunDir, atomic_write, clear_snapshot, environment, resolve_device
@@ -100,6 +101,7 @@ def _start(image_path, out, model_config, batch_size, seed, dev, resume, overwri
 
     torch.manual_seed(seed)
     model = build_model(model_config, image.channels, seed, dev)  # config errors surface before anything is written
+    check_batch(batch_size, model, "--batch-size", dev)
     loss_fn = build_loss(model_config.get("loss"))
     optimizer = build_optimizer(model_config.get("optimizer"), model.parameters())
     sampler = make_sampler(image, dev, seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..limits import check_memory
 from ..runs import atomic_write
 
 STORED_TYPES = (np.uint8, np.uint16, np.float32)
@@ -110,9 +111,18 @@ def _read_exr(path: Path) -> np.ndarray:
     raise InputError(f"{path}: no RGB, RGBA or Y channels (found {', '.join(sorted(channels)) or 'none'})")
 
 
+def check_decoded_size(path: Path, width: int, height: int, channels: int, itemsize: int) -> None:
+    """Refuse an image whose header declares more pixels than memory holds (Pillow's decompression-bomb limit is
+    replaced by this: big images are the point, impossible ones are refused before decoding)."""
+    check_memory(float(width) * height * channels * itemsize, f"{path}: a {width}x{height} image with {channels} "
+                                                              f"channels")
+
+
 def _read_npy(path: Path) -> np.ndarray:
     pixels = np.load(path, mmap_mode="r", allow_pickle=False)
     if pixels.dtype in (np.float16, np.float64):  # small float files: convert; big ones should be float32 already
+        height, width = (pixels.shape + (1, 1))[:2]
+        check_decoded_size(path, width, height, int(np.prod(pixels.shape[2:])), 4)
         pixels = np.asarray(pixels, dtype=np.float32)
     return pixels
 
@@ -134,6 +144,7 @@ def _read_png16(path: Path) -> np.ndarray:
 
     try:
         width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        check_decoded_size(path, width, height, info["planes"], 2 * 2)  # the rows, then the stacked copy
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     except png.Error as err:
         raise InputError(f"{path}: cannot read PNG ({err})") from None
@@ -143,8 +154,9 @@ def _read_png16(path: Path) -> np.ndarray:
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = None  # the user asked for this file; big is the point
+    Image.MAX_IMAGE_PIXELS = None  # the user asked for this file; big is the point (check_decoded_size instead)
     with Image.open(path) as img:
+        check_decoded_size(path, img.width, img.height, len(img.getbands()), 4 if img.mode in ("I", "F") else 2)
         img.load()
         if img.mode in ("I;16", "I;16B", "I;16L"):
             return np.asarray(img, dtype=np.uint16)

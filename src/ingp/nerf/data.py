@@ -78,6 +78,8 @@ def _read(path: Path) -> dict:
         meta = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON ({err})") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:

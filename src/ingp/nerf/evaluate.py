@@ -20,10 +20,11 @@ def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
-    """(H, W, 3) in [0, 1]; scikit-image's SSIM (7x7 uniform window) on the clipped prediction."""
-    from skimage.metrics import structural_similarity
+    """(H, W, 3) in [0, 1]; scikit-image's SSIM (7x7 uniform window; smaller for views under 7 pixels, see
+    ``image.evaluate.ssim``) on the clipped prediction."""
+    from ..image.evaluate import ssim as image_ssim
 
-    return float(structural_similarity(np.clip(pred, 0, 1), ref, data_range=1.0, channel_axis=2))
+    return image_ssim(ref, np.clip(pred, 0, 1))
 
 
 def view_indices(n_total: int, n_views: int | None) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import add_device_argument, positive_int
+from ..cli import add_device_argument, positive_int, seed_number
 
 
 def run_render(args) -> int:
@@ -54,7 +54,7 @@ def register(commands) -> None:
                         help="the cache's position encoding (default: hashgrid)")
     render.add_argument("--threads", type=positive_int,
                         help="CPU threads for the path tracer (default: numba's; the cache uses one)")
-    render.add_argument("--seed", type=int, default=1337)
+    render.add_argument("--seed", type=seed_number, default=1337)
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true", help="print only the result line")
     render.set_defaults(handler=run_render)

@@ -47,7 +47,7 @@ def run_fit(args) -> int:
         try:
             model_config = model_config_from_args(args)
             check_model_config(model_config)
-        except ConfigError as err:  # name the file the mistake came from
+        except (ConfigError, InputError) as err:  # name the file the mistake came from
             raise ConfigError(f"--config {args.config}: {err}" if args.config else str(err)) from None
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
     from ..web.live import view_from_args
@@ -55,7 +55,7 @@ def run_fit(args) -> int:
     with view_from_args(args) as view:
         m = fit_sdf(args.mesh, args.out, model_config=model_config, budget=budget, seed=args.seed, device=args.device,
                     quiet=args.quiet, resume=args.resume, eval_resolution=args.eval_resolution,
-                    eval_points=args.eval_points, view=view)
+                    eval_points=args.eval_points, overwrite=args.force, view=view)
     chamfer = f"{m['chamfer']:.4g}" if m["chamfer"] is not None else "n/a (no surface)"
     print(f"IoU {m['iou']:.4f}, Chamfer {chamfer} after {m['steps']} steps in {m['seconds']:.1f} s "
           f"({m['n_params']:,} parameters; ground truth {m['sampling_seconds']:.1f} s); wrote {args.out}/")

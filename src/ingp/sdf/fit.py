@@ -10,6 +10,7 @@ import torch
 
 from .. import distributed
 from ..errors import ConfigError, InputError
+from ..limits import check_batch, check_memory, check_number
 from ..losses import build_loss
 from ..optim import build_optimizer
 from ..runs import atomic_write, environment, resolve_device
@@ -39,9 +40,21 @@ def check_model_config(config: dict) -> None:
     if unknown:
         raise ConfigError(f"unknown sampling keys {', '.join(sorted(unknown))} (expected "
                           f"{', '.join(DEFAULT_SAMPLING)})")
-    if not float(config.get("eikonal_weight", 0.0)) >= 0:
-        raise ConfigError("eikonal_weight must be >= 0")
-    build_model(config, 0, "cpu")
+    sampling = config.get("sampling", {})
+    for key in ("pool_size", "surface_pool_size", "batch_size"):
+        if sampling.get(key) is not None:
+            check_number(sampling[key], f"sampling.{key}", integer=True, low=1)
+    for key in ("surface_fraction", "near_fraction"):
+        if key in sampling:
+            check_number(sampling[key], f"sampling.{key}", low=0, high=1)
+    if "near_sigma" in sampling:
+        check_number(sampling["near_sigma"], "sampling.near_sigma", low=0, low_open=True)
+    check_number(config.get("eikonal_weight", 0.0), "eikonal_weight", low=0)
+    model = build_model(config, 0, "cpu")
+    points = max(int(sampling.get(key) or 0) for key in ("pool_size", "surface_pool_size"))
+    check_memory(points * 4 * 4.0, f"sampling pool of {points} points")
+    if sampling.get("batch_size") is not None:
+        check_batch(sampling["batch_size"], model, "sampling.batch_size")
     build_optimizer(config.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))])
     build_loss(config.get("loss"))
 

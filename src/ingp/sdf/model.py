@@ -95,6 +95,7 @@ def load_run_model(run, device: torch.device) -> tuple[NetworkWithInputEncoding,
     config = run.config()
     model = build_model(config["model"], config["training"]["seed"], device)
     weights = run.load_weights(device)
+    run.check_tensors(weights, {"params": tuple(model.params.shape)})
     with torch.no_grad():
         model.params.copy_(weights["params"])
     model.eval()

@@ -75,10 +75,10 @@ def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
-    """(H, W) or (H, W, C) in [0, 1]."""
-    from skimage.metrics import structural_similarity
-    return float(structural_similarity(np.clip(pred, 0, 1), ref, data_range=1.0,
-                                       channel_axis=2 if ref.ndim == 3 else None))
+    """(H, W) or (H, W, C) in [0, 1] (``image.evaluate.ssim``: defined for every size)."""
+    from ...image.evaluate import ssim as image_ssim
+
+    return image_ssim(ref, np.clip(pred, 0, 1))
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
