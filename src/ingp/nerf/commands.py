@@ -24,9 +24,12 @@ def load_run(run_path: Path, device: str = "auto") -> tuple[NerfModel, Occupancy
     aabb = tuple(config["data"]["aabb"])
     model = NerfModel(config["model"], aabb, config["training"]["seed"]).to(dev)
     tensors = run.load_weights(dev)
+    grid = OccupancyGrid(n_cascades(config["data"]["aabb_scale"]), dev, config["training"].get("grid_resolution", 128))
+    weights = model.weights()
+    run.check_tensors(tensors, {name: tuple(t.shape) for name, t in {**grid.state(), "density_params":
+                      weights["density_params"], "rgb_params": weights["rgb_params"]}.items()})
     model.load_weights(tensors)
     model.eval()
-    grid = OccupancyGrid(n_cascades(config["data"]["aabb_scale"]), dev, config["training"].get("grid_resolution", 128))
     grid.load_state(tensors)
     return model, grid, config
 
