@@ -153,7 +153,8 @@ class Trainer:
         n = self.grid.n_cells
         rule = {"decay": t.get("occupancy_decay") or DECAY,
                 "threshold": t.get("occupancy_threshold") or MIN_OPTICAL_THICKNESS,
-                "below_mean": t.get("occupancy_below_mean", True) is not False}
+                # the mean cap stays on while warming up: a fresh model's densities are all below the threshold
+                "below_mean": t.get("occupancy_below_mean", True) is not False or step < t["warmup_steps"]}
         if step < t["warmup_steps"]:
             self.grid.update(self.model.density, int(n * t["update_fraction"] * 2), 0, **rule)
         else:
