@@ -744,6 +744,18 @@ def _(w, t):
             "1000000", *CPU], ["--width"]
 
 
+def sdf_render(w, t, *extra):
+    return ["sdf", "render", str(w / "sdf_run"), "--out", str(t / "r.png"), "--width", "8", "--height", "8", *CPU,
+            *extra]
+
+
+for flag, value in (("--elevation", "90"), ("--azimuth", "nan"), ("--fov", "180"), ("--distance", "-1"),
+                    ("--width", "0"), ("--frames", "1e9")):
+    @case(f"sdf-render{flag}-{value}")
+    def _(w, t, flag=flag, value=value):
+        return sdf_render(w, t, flag, value), [flag]
+
+
 @case("sdf-eval-corrupt-mesh")
 def _(w, t):
     return ["sdf", "eval", str(w / "sdf_run"), "--mesh", str(garbage(t / "m.obj")), "--points", "100",
@@ -874,6 +886,48 @@ def _(w, t):
     return ["nerf", "eval", str(w / "nerf_run"), "--transforms", str(t / "tr.json"), *CPU], ["tr.json"]
 
 
+# nerf camera paths and poses
+@case("nerf-path-out-into-run")
+def _(w, t):
+    return ["nerf", "path", str(w / "nerf_run"), "--out", str(w / "nerf_run" / "path.json")], ["nerf_run"]
+
+
+@case("nerf-path-over-the-transforms")
+def _(w, t):
+    return ["nerf", "path", str(w / "nerf_run"), "--out", str(w / "ball" / "transforms_train.json")], \
+        ["transforms_train.json", "ball"]
+
+
+@case("nerf-path-of-an-image-run")
+def _(w, t):
+    return ["nerf", "path", str(w / "img_run"), "--out", str(t / "p.json")], ["img_run"]
+
+
+@case("nerf-render-camera-path-nested")
+def _(w, t):
+    (t / "p.json").write_text(nested_json())
+    return ["nerf", "render", str(w / "nerf_run"), "--camera-path", str(t / "p.json"), "--out", str(t / "v.mp4"),
+            *CPU, "--quiet"], ["p.json"]
+
+
+@case("nerf-render-camera-path-garbage")
+def _(w, t):
+    return ["nerf", "render", str(w / "nerf_run"), "--camera-path", str(garbage(t / "p.json")), "--out",
+            str(t / "v.mp4"), *CPU, "--quiet"], ["p.json"]
+
+
+@case("nerf-pose-out-is-the-input")
+def _(w, t):
+    shutil.copytree(w / "ball" / "train", t / "photos")
+    return ["nerf", "pose", str(t / "photos"), "--out", str(t / "photos"), "--quiet"], ["photos"]
+
+
+@case("nerf-pose-out-inside-the-input")
+def _(w, t):
+    shutil.copytree(w / "ball" / "train", t / "photos")
+    return ["nerf", "pose", str(t / "photos"), "--out", str(t / "photos" / "data"), "--quiet"], ["photos"]
+
+
 # web export / view
 @case("export-web-out-into-run")
 def _(w, t):
@@ -927,6 +981,38 @@ def _(w, t):
 def _(w, t):
     return ["experiment", "budgets", "--image", str(w / "tiny.png"), "--out", str(w / "img_run" / "exp"),
             "--quick"], ["img_run"]
+
+
+@case("sweep-num-cpus-zero")
+def _(w, t):
+    return ["sweep", str(t / "s.json"), "--num-cpus", "0"], ["--num-cpus"]
+
+
+@case("image-fit-seed-text")
+def _(w, t):
+    return image_fit(w / "tiny.png", t / "out", "--seed", "abc"), ["--seed"]
+
+
+@case("nerf-eval-n-views-zero")
+def _(w, t):
+    return ["nerf", "eval", str(w / "nerf_run"), "--n-views", "0", *CPU], ["--n-views"]
+
+
+@case("image-eval-reference-is-a-folder")
+def _(w, t):
+    return ["image", "eval", str(w / "img_run"), "--reference", str(w / "ball"), *CPU], ["ball"]
+
+
+@case("view-damaged-run")
+def _(w, t):
+    run = edit_config(copy_run(w, "sdf_run", t / "run"), lambda c: c.pop("normalization"))
+    shutil.rmtree(run / "web", ignore_errors=True)
+    return ["view", str(run), "--port", "0"], ["config.json"]
+
+
+@case("export-web-weights-bad-choice")
+def _(w, t):
+    return ["export", "web", str(w / "img_run"), "--out", str(t / "w"), "--weights", "int4"], ["--weights"]
 
 
 @case("sweep-nested-json")

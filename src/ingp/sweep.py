@@ -289,6 +289,8 @@ def run_command(args) -> int:
 
 
 def register(commands) -> None:
+    from .cli import positive_int
+
     sweep = commands.add_parser("sweep", help="many fits at once on Ray (a grid of options or one fit per input)",
                                 description="Run every fit a sweep file describes as Ray tasks packed onto the "
                                             "CPUs/GPUs available, each a normal run folder, then write "
@@ -296,6 +298,6 @@ def register(commands) -> None:
     sweep.add_argument("config", type=Path, help="sweep file (.yaml, .yml or .json)")
     sweep.add_argument("--out", type=Path, help="folder for the runs and the summary (default: the file's 'out')")
     sweep.add_argument("--address", help="an existing Ray cluster (auto or host:port; default: start one here)")
-    sweep.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all of them)")
+    sweep.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray instance (default: all of them)")
     sweep.add_argument("--quiet", action="store_true", help="print only the summary table")
     sweep.set_defaults(handler=run_command)

@@ -7,7 +7,7 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int, seed_number
+from ..cli import add_device_argument, add_fit_arguments, finite_float, positive_float, positive_int, seed_number
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
@@ -166,7 +166,7 @@ def _view_arguments(parser: argparse.ArgumentParser, zoom: float = 1.0, zoom_hel
     parser.add_argument("--width", type=positive_int, help="output width (default: the image's, or from --height)")
     parser.add_argument("--height", type=positive_int, help="output height (default: keeps the aspect)")
     parser.add_argument("--zoom", type=positive_float, default=zoom, help=f"{zoom_help} (default: {zoom:g})")
-    parser.add_argument("--center", type=float, nargs=2, default=(0.5, 0.5), metavar=("X", "Y"),
+    parser.add_argument("--center", type=finite_float, nargs=2, default=(0.5, 0.5), metavar=("X", "Y"),
                         help="view centre in [0, 1] image coordinates, x right, y down (default: 0.5 0.5)")
     add_device_argument(parser)
 

@@ -99,6 +99,8 @@ def read_camera_path(path: Path, default_size: tuple[int, int] | None = None) ->
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON ({err})") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     if not isinstance(meta, dict):

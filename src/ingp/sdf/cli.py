@@ -4,10 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
+from ..cli import add_device_argument, add_fit_arguments, finite_float, positive_float, positive_int
 from ..errors import InputError
 
 DEFAULT_SECONDS = 60.0
+
+
+def elevation(text: str) -> float:
+    """Degrees strictly between -90 and 90 (at the poles the camera's up direction is undefined)."""
+    import argparse
+
+    value = finite_float(text)
+    if not -90 < value < 90:
+        raise argparse.ArgumentTypeError(f"expected degrees in (-90, 90), got {text}")
+    return value
+
+
+def field_of_view(text: str) -> float:
+    import argparse
+
+    value = positive_float(text)
+    if not value < 180:
+        raise argparse.ArgumentTypeError(f"expected degrees in (0, 180), got {text}")
+    return value
 
 
 def non_negative_float(text: str) -> float:
@@ -129,11 +148,13 @@ def register(commands) -> None:
     render.add_argument("--out", type=Path, required=True, help="output .png, .jpg, .mp4 or .gif")
     render.add_argument("--width", type=positive_int, default=512)
     render.add_argument("--height", type=positive_int, default=512)
-    render.add_argument("--azimuth", type=float, default=30.0, help="degrees about +y from +z (default: 30)")
-    render.add_argument("--elevation", type=float, default=20.0, help="degrees above the horizon (default: 20)")
+    render.add_argument("--azimuth", type=finite_float, default=30.0, help="degrees about +y from +z (default: 30)")
+    render.add_argument("--elevation", type=elevation, default=20.0,
+                        help="degrees above the horizon, in (-90, 90) (default: 20)")
     render.add_argument("--distance", type=positive_float, default=1.8,
                         help="camera distance from the centre, in unit-cube units (default: 1.8)")
-    render.add_argument("--fov", type=positive_float, default=40.0, help="vertical field of view (default: 40)")
+    render.add_argument("--fov", type=field_of_view, default=40.0,
+                        help="vertical field of view in degrees, in (0, 180) (default: 40)")
     render.add_argument("--frames", type=positive_int, default=90, help="orbit frames for video (default: 90)")
     render.add_argument("--fps", type=positive_float, default=30.0)
     add_device_argument(render)
