@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import InputError
@@ -54,6 +55,8 @@ def run_view(args) -> int:
         webbrowser.open(url)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C is how the server is stopped: not an error
+        print("ingp: stopped serving", file=sys.stderr)
     finally:
         server.server_close()
     return 0

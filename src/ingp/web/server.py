@@ -10,6 +10,7 @@ live folder (``live.py``: a fit with ``--view``) these are answered from it too:
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,7 +103,18 @@ def make_server(export_dir: Path, port: int = 0, live: Path | None = None) -> Th
     table = routes(export_dir)
     if live is not None:
         table.update(live_routes(live))
-    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(table, live))
+    return Server(("127.0.0.1", port), make_handler(table, live))
+
+
+class Server(ThreadingHTTPServer):
+    """A browser that closes a tab mid-download is no error: such requests end quietly (socketserver would print
+    a BrokenPipeError / ConnectionResetError traceback for each)."""
+
+    daemon_threads = True  # Ctrl-C does not wait for downloads in flight
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def serve_in_thread(export_dir: Path, port: int = 0, live: Path | None = None) -> tuple[ThreadingHTTPServer, str]:
