@@ -175,3 +175,7 @@ def register(commands) -> None:
     mesh.add_argument("--threshold", type=positive_float, default=2.5, help="density level (default 2.5)")
     add_device_argument(mesh)
     mesh.set_defaults(handler=run_mesh)
+
+    from ..nelf.cli import add_distill_parser
+
+    add_distill_parser(verbs)

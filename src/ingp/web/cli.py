@@ -42,11 +42,16 @@ def run_view(args) -> int:
         weights.is_file() and weights.stat().st_mtime > (export_dir / "model.bin").stat().st_mtime)
     if stale and live is None:
         export_web(args.run, export_dir)
+    ort, page = None, ""
+    if getattr(args, "onnx", False):  # the ONNX page (onnxruntime-web) instead of the WebGL2 viewer
+        from .onnx_page import prepare_onnx_page
+
+        ort, page = prepare_onnx_page(Path(args.run), export_dir, args.ort), "onnx.html"
     try:
-        server = make_server(export_dir, args.port, live=live)
+        server = make_server(export_dir, args.port, live=live, ort=ort)
     except OSError as err:
         raise InputError(f"--port {args.port}: cannot listen on 127.0.0.1 ({err.strerror})") from None
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    url = f"http://127.0.0.1:{server.server_address[1]}/{page}"
     what = "the live snapshots of the training " if live is not None else ""
     print(f"serving {what}{args.run} at {url} (Ctrl-C to stop)", flush=True)
     if args.open:
@@ -74,10 +79,18 @@ def register(commands) -> None:
                      help="storage type of the MLP weights (default: float32)")
     web.set_defaults(handler=run_export)
 
+    from ..onnx_export.cli import add_onnx_parser
+
+    add_onnx_parser(targets)
+
     view = commands.add_parser("view", help="look at a run in the browser (WebGL2, served on 127.0.0.1)",
                                description="Export RUN to RUN/web if needed and serve the viewer and that export "
                                            "on 127.0.0.1 only; a run training with --view is shown live.")
     view.add_argument("run", type=Path, help="run folder (image, sdf or nerf)")
     view.add_argument("--port", type=port_number, default=8000, help="port on 127.0.0.1 (default: 8000; 0: any)")
     view.add_argument("--open", action="store_true", help="open the page in the default browser")
+    view.add_argument("--onnx", action="store_true", help="NeLF runs: serve the page that runs RUN's model.onnx "
+                                                          "with onnxruntime-web instead of the WebGL2 viewer")
+    view.add_argument("--ort", type=Path, help="with --onnx: onnxruntime-web's dist folder (npm install "
+                                               "onnxruntime-web; default: $INGP_ORT_WEB)")
     view.set_defaults(handler=run_view)

@@ -3,11 +3,12 @@
 
 Format (version 1)::
 
-    model.json = {"format": "ingp-web", "version": 1, "kind": "image" | "sdf" | "nerf",
+    model.json = {"format": "ingp-web", "version": 1, "kind": "image" | "sdf" | "nerf" | "nelf",
                   "fields": {"field": FIELD}             # image, sdf
                           | {"density": FIELD, "color": MLP},   # nerf (see export_nerf.py)
+                          | {"field": FIELD},                   # nelf (see export_nelf.py)
                   "buffers": {NAME: {"dtype": "float16" | "float32" | "uint8", "offset": bytes, "shape": [...]}},
-                  "image": {...} | "sdf": {...} | "nerf": {...}}  # the task data the viewer needs
+                  "image": {...} | "sdf": {...} | "nerf": {...} | "nelf": {...}}  # the task data the viewer needs
     FIELD = {"n_input_dims", "n_output_dims",
              "encoding": {"otype": "Grid", "type", "n_levels", "n_features_per_level", "interpolation",
                           "n_entries", "table": NAME,   # (n_entries, F) float16, level after level
@@ -159,7 +160,12 @@ def _load(run_path: Path, writer: _Writer, weight_dtype: str) -> tuple[str, dict
 
         fields, task = nerf_fields(run_path, writer, weight_dtype)
         return "nerf", fields, task
-    raise InputError(f"{run_path}: export web supports image, sdf and nerf runs, this one is {primitive!r}")
+    if primitive == "nelf":
+        from .export_nelf import nelf_fields
+
+        fields, task = nelf_fields(run_path, writer, weight_dtype)
+        return "nelf", fields, task
+    raise InputError(f"{run_path}: export web supports image, sdf, nerf and nelf runs, this one is {primitive!r}")
 
 
 def write_export(out: Path, kind: str, fields: dict, task: dict, writer: _Writer, **extra) -> dict:

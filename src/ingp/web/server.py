@@ -20,17 +20,23 @@ from urllib.parse import urlsplit
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
          ".json": "application/json", ".bin": "application/octet-stream", ".png": "image/png",
-         ".jpg": "image/jpeg"}
-EXPORT_FILES = ("model.json", "model.bin")
+         ".jpg": "image/jpeg", ".onnx": "application/octet-stream", ".mjs": "text/javascript; charset=utf-8",
+         ".wasm": "application/wasm"}
+EXPORT_FILES = ("model.json", "model.bin", "model.onnx")
+# onnxruntime-web's WebAssembly build (the ONNX page, static/onnx.js), from an npm install's dist/ folder
+ORT_FILES = re.compile(r"ort\.wasm\.min\.mjs|ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)")
 LIVE_SNAPSHOT = re.compile(r"/live/([0-9]{1,9})/(model\.json|model\.bin)")
 LIVE_VIEW = re.compile(r"/live/views/([0-9]{1,4})\.jpg")
 
 
-def routes(export_dir: Path, static_dir: Path = STATIC) -> dict[str, Path]:
-    """URL path -> file: ``/`` and ``/<static file>`` for the viewer, ``/model/model.json|bin`` for the export."""
+def routes(export_dir: Path, static_dir: Path = STATIC, ort: Path | None = None) -> dict[str, Path]:
+    """URL path -> file: ``/`` and ``/<static file>`` for the viewer, ``/model/model.json|bin|onnx`` for the
+    export, ``/ort/<file>`` for onnxruntime-web's files in folder ``ort`` (if given)."""
     table = {f"/{p.name}": p for p in sorted(static_dir.iterdir()) if p.is_file() and p.suffix in TYPES}
     table["/"] = static_dir / "index.html"
     table.update({f"/model/{name}": Path(export_dir) / name for name in EXPORT_FILES})
+    if ort is not None:
+        table.update({f"/ort/{p.name}": p for p in sorted(Path(ort).iterdir()) if ORT_FILES.fullmatch(p.name)})
     return table
 
 
@@ -97,10 +103,11 @@ def make_handler(table: dict[str, Path], live: Path | None = None):
     return Handler
 
 
-def make_server(export_dir: Path, port: int = 0, live: Path | None = None) -> ThreadingHTTPServer:
+def make_server(export_dir: Path, port: int = 0, live: Path | None = None, ort: Path | None = None
+                ) -> ThreadingHTTPServer:
     """A server bound to 127.0.0.1:``port`` (0: any free port; read ``server.server_address``); ``live``: a fit's
-    live folder to answer ``/live/...`` from."""
-    table = routes(export_dir)
+    live folder to answer ``/live/...`` from; ``ort``: onnxruntime-web's dist folder (the ONNX page)."""
+    table = routes(export_dir, ort=ort)
     if live is not None:
         table.update(live_routes(live))
     return Server(("127.0.0.1", port), make_handler(table, live))
@@ -117,8 +124,9 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def serve_in_thread(export_dir: Path, port: int = 0, live: Path | None = None) -> tuple[ThreadingHTTPServer, str]:
+def serve_in_thread(export_dir: Path, port: int = 0, live: Path | None = None, ort: Path | None = None
+                    ) -> tuple[ThreadingHTTPServer, str]:
     """Start a server in a daemon thread; returns (server, base URL). Stop with ``server.shutdown()``."""
-    server = make_server(export_dir, port, live)
+    server = make_server(export_dir, port, live, ort)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"

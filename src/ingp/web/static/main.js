@@ -15,6 +15,7 @@ import { makeField, makeProgram } from "./gl.js";
 import { imageShader, imageView, setImageUniforms, imageControls } from "./image.js";
 import { sdfShader, sdfView, setSdfUniforms, sdfControls } from "./sdf.js";
 import { nerfResources, nerfShader, nerfView, setNerfUniforms, nerfControls, nerfBandRows } from "./nerf.js";
+import { nelfShader } from "./nelf.js";
 
 // Per kind: shader source, initial view, uniforms, controls; optionally its textures + GLSL (resources; default:
 // the one field "field"), the rows drawn per draw call (bandRows; default: all) and the resolution factor while
@@ -24,6 +25,7 @@ const KINDS = {
   sdf: { shader: sdfShader, view: sdfView, uniforms: setSdfUniforms, controls: sdfControls },
   nerf: { shader: nerfShader, view: nerfView, uniforms: setNerfUniforms, controls: nerfControls,
     resources: nerfResources, bandRows: nerfBandRows, moving: 0.25 },
+  nelf: { shader: nelfShader, view: nerfView, uniforms: setNerfUniforms, controls: nerfControls },
 };
 
 function fieldResources(gl, meta, buffers) {
@@ -58,7 +60,7 @@ async function start() {
   const { meta, buffers } = await loadModel(shown ? `live/${shown.snapshot}/` : "model/");
   api.meta = meta;
   const kind = KINDS[meta.kind];
-  if (!kind) throw new Error(`this viewer shows image, sdf and nerf exports, not ${meta.kind}`);
+  if (!kind) throw new Error(`this viewer shows image, sdf, nerf and nelf exports, not ${meta.kind}`);
   const gl = canvas.getContext("webgl2", { preserveDrawingBuffer: true, antialias: false });
   if (!gl) throw new Error("WebGL2 is not available");
   canvas.addEventListener("webglcontextlost", () => fail("WebGL context lost"));
