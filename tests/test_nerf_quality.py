@@ -163,7 +163,8 @@ def test_contraction_values_gradients_and_inverse(norm, order):
     seam = seam / contraction._norm(seam, norm)  # |seam| = 1
     assert torch.allclose(contraction.contract(seam * (1 + 1e-9), norm), seam, atol=1e-8)
     u = contraction.encode_position(torch.tensor([[0.0, 0.5, 1.0], [0.5, 0.5, 0.5], [1e6, -1e6, 0.5]]), norm)
-    corner = [0.25, 0.5, 0.75] if norm == "linf" else [0.5 - 0.25 * (2 ** 0.5 - 0.5), 0.5, 0.5 + 0.25 * (2 ** 0.5 - 0.5)]
+    s = 0.25 if norm == "linf" else 0.25 * (2 ** 0.5 - 0.5)  # y = (-1, 0, 1): on the cube, outside the ball
+    corner = [0.5 - s, 0.5, 0.5 + s]
     assert torch.allclose(u[:2], torch.tensor([corner, [0.5, 0.5, 0.5]]))
     assert bool(((u >= 0) & (u <= 1)).all()) and float(contraction._norm(4 * u[2:] - 2, norm)) > 1.999
 

@@ -151,8 +151,9 @@ class Trainer:
         if step % t["update_interval"]:
             return
         n = self.grid.n_cells
-        rule = {"decay": t.get("occupancy_decay") or DECAY,
-                "threshold": t.get("occupancy_threshold") or MIN_OPTICAL_THICKNESS,
+        decay, threshold = t.get("occupancy_decay"), t.get("occupancy_threshold")
+        rule = {"decay": DECAY if decay is None else decay,
+                "threshold": MIN_OPTICAL_THICKNESS if threshold is None else threshold,
                 # the mean cap stays on while warming up: a fresh model's densities are all below the threshold
                 "below_mean": t.get("occupancy_below_mean", True) is not False or step < t["warmup_steps"]}
         if step < t["warmup_steps"]:

@@ -28,13 +28,16 @@ def _count(text: str) -> int:
 
 def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("real-capture quality (defaults depend on the scene: see docs/ARCHITECTURE.md)")
-    g.add_argument("--appearance-dims", type=_count, metavar="D", help="learnable appearance code per training image (0: off)")
-    g.add_argument("--ema", type=_fraction, metavar="DECAY", help="EMA decay of the weights evaluation renders with (0: off)")
+    g.add_argument("--appearance-dims", type=_count, metavar="D",
+                   help="learnable appearance code per training image (0: off)")
+    g.add_argument("--ema", type=_fraction, metavar="DECAY",
+                   help="EMA decay of the weights evaluation renders with (0: off)")
     g.add_argument("--error-map", action=argparse.BooleanOptionalAction, default=None,
                    help="draw training pixels by a running per-image error map")
     g.add_argument("--contraction", choices=("none", "linf", "l2"),
                    help="contract the background outside the unit cube for the hash grid")
-    g.add_argument("--occupancy-decay", type=_fraction, metavar="DECAY", help="occupancy grid decay per update (instant-ngp 0.95)")
+    g.add_argument("--occupancy-decay", type=_fraction, metavar="DECAY",
+                   help="occupancy grid decay per update (instant-ngp 0.95)")
     g.add_argument("--occupancy-threshold", type=positive_float, metavar="TAU",
                    help="occupied above min(this, mean) optical thickness (instant-ngp 0.01)")
     g.add_argument("--occupancy-below-mean", action=argparse.BooleanOptionalAction, default=None,
