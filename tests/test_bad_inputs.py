@@ -916,6 +916,17 @@ def _(w, t):
             str(t / "v.mp4"), *CPU, "--quiet"], ["p.json"]
 
 
+@case("nerf-render-camera-path-huge-size")
+def _(w, t):
+    assert main(["nerf", "path", str(w / "nerf_run"), "--out", str(t / "p.json"), "--seconds", "0.2", "--fps",
+                 "10"]) == 0
+    path_file = json.loads((t / "p.json").read_text())
+    path_file.update(render_width=10**6, render_height=10**6)
+    (t / "p.json").write_text(json.dumps(path_file))
+    return ["nerf", "render", str(w / "nerf_run"), "--camera-path", str(t / "p.json"), "--out", str(t / "v.mp4"),
+            *CPU, "--quiet"], ["p.json"]
+
+
 @case("nerf-pose-out-is-the-input")
 def _(w, t):
     shutil.copytree(w / "ball" / "train", t / "photos")
@@ -1222,3 +1233,20 @@ def test_ctrl_c_on_view_is_quiet(tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Error" not in err and err.strip() == "ingp: stopped serving", err
+
+
+def test_ctrl_c_before_the_first_checkpoint_removes_the_new_run(world, tmp_path, capsys, monkeypatch):
+    """Ctrl-C (or SIGTERM) while a fresh fit has written only its config: the folder goes; an existing folder
+    that was given stays."""
+    import ingp.image.fit as image_fit_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(image_fit_module, "train", interrupted)
+    assert main(image_fit(world / "tiny.png", tmp_path / "run")) == 130
+    assert "interrupted; the last checkpoint is kept" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "given").mkdir()
+    assert main(image_fit(world / "tiny.png", tmp_path / "given")) == 130
+    assert (tmp_path / "given" / "config.json").is_file()  # not ours to remove; --resume says there is no checkpoint

@@ -198,12 +198,13 @@ def check_command(args: argparse.Namespace) -> None:
 def removed_on_failure(args: argparse.Namespace):
     """Around a command that makes a run folder: if the folder did not exist and the command fails (an error, a
     signal, Ctrl-C) before the run holds a checkpoint or its metrics, remove the folder, so no half-made run is
-    left; a run with a checkpoint is kept (``--resume`` continues it)."""
+    left; a run with a checkpoint is kept (``--resume`` continues it), a tile farm's tiles included."""
     out = getattr(args, "out", None) if run_primitive(args) is not None else None
     fresh = isinstance(out, Path) and not out.exists()
     try:
         yield
     except BaseException:
-        if fresh and out.is_dir() and not any((out / name).is_file() for name in ("checkpoint.pt", "metrics.json")):
+        kept = ("checkpoint.pt", "metrics.json", "*/checkpoint.pt")  # */: the tiles of `fit --tiles`
+        if fresh and out.is_dir() and not any(any(out.glob(pattern)) for pattern in kept):
             shutil.rmtree(out, ignore_errors=True)
         raise

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..limits import check_memory
 
 DEFAULT_FPS = 30.0
 DEFAULT_SECONDS = 6.0
@@ -142,6 +143,7 @@ def _render_size(path: Path, meta: dict, aspect: float | None, default: tuple[in
         h = int(_positive(path, "", "render_height", meta.get("render_height", 0)))
         w = int(_positive(path, "", "render_width", meta["render_width"])) if "render_width" in meta else \
             max(1, round(h * (aspect or 1.0)))
+        check_memory(w * h * 16 * 4.0, f"{path}: render_width x render_height {w}x{h}")  # rays, samples, image
         return w, h
     if default is None:
         raise InputError(f"{path}: no 'render_width' / 'render_height'")
