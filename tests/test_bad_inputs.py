@@ -939,6 +939,38 @@ def _(w, t):
     return ["nerf", "pose", str(t / "photos"), "--out", str(t / "photos" / "data"), "--quiet"], ["photos"]
 
 
+# NeLF distillation and ONNX export
+@case("nerf-distill-an-image-run")
+def _(w, t):
+    return ["nerf", "distill", str(w / "img_run"), "--out", str(t / "nelf"), "--steps", "1", "--quiet", *CPU], \
+        ["img_run"]
+
+
+@case("nerf-distill-out-into-the-teacher")
+def _(w, t):
+    return ["nerf", "distill", str(w / "nerf_run"), "--out", str(w / "nerf_run" / "nelf"), "--steps", "1",
+            "--quiet", *CPU], ["nerf_run"]
+
+
+@case("nerf-distill-out-over-an-sdf-run")
+def _(w, t):
+    return ["nerf", "distill", str(w / "nerf_run"), "--out", str(w / "sdf_run"), "--steps", "1", "--quiet", *CPU], \
+        ["sdf_run"]
+
+
+@case("export-onnx-out-over-run-weights")
+def _(w, t):
+    return ["export", "onnx", str(w / "img_run"), "--out", str(w / "img_run" / "model.safetensors")], ["img_run"]
+
+
+@case("export-onnx-damaged-run")
+def _(w, t):
+    run = copy_run(w, "img_run", t / "run")
+    (run / "checkpoint.pt").unlink()
+    garbage(run / "model.safetensors")
+    return ["export", "onnx", str(run), "--out", str(t / "m.onnx")], ["model.safetensors"]
+
+
 # web export / view
 @case("export-web-out-into-run")
 def _(w, t):

@@ -7,7 +7,7 @@ run folder given as input, the files that run was made from (its image, mesh or 
 * no command writes into a folder it reads from, nor makes a folder output that holds one of its inputs;
 * an output inside a run folder, or inside a dataset folder (one with ``transforms*.json``), is refused unless
   ``--force``;
-* a command that makes a run folder (every ``fit``, ``demo``, ``nrc render``) refuses, unless ``--resume`` or
+* a command that makes a run folder (every ``fit``, ``demo``, ``nrc render``, ``nerf distill``) refuses, unless ``--resume`` or
   ``--force``, a folder holding a ``config.json`` that is not a run's, a run of another primitive, or a run it would
   replace (``demo`` replaces only its own earlier runs: those trained on the same image).
 
@@ -27,8 +27,9 @@ from pathlib import Path
 from .errors import InputError
 
 OUTPUT_NAMES = ("out", "output")
-# Commands that make a run folder in --out; the value is the primitive the folder holds.
-RUN_COMMANDS = {("demo", None): "image", ("nrc", "render"): "nrc"}
+# Commands that make a run folder in --out besides every `ingp <primitive> fit`; the value is the primitive the
+# folder holds.
+RUN_COMMANDS = {("demo", None): "image", ("nrc", "render"): "nrc", ("nerf", "distill"): "nelf"}
 RUN_FILES = ("config.json", "checkpoint.pt", "model.safetensors")
 FORCE_HELP = "write even where the output policy refuses: inside a run or dataset folder, or over another run"
 
@@ -166,10 +167,10 @@ def check_run_folder(out: Path, primitive: str, *, resume: bool, force: bool, im
 
 def run_primitive(args: argparse.Namespace) -> str | None:
     """The primitive of the run folder the command makes in ``--out`` (None: it makes none)."""
-    primitive = RUN_COMMANDS.get((getattr(args, "command", None), getattr(args, "verb", None)))
-    if primitive is None and hasattr(args, "resume") and isinstance(getattr(args, "out", None), Path):
-        primitive = args.command  # every `ingp <primitive> fit`
-    return primitive
+    key = (getattr(args, "command", None), getattr(args, "verb", None))
+    if key[1] == "fit" and isinstance(getattr(args, "out", None), Path):
+        return key[0]
+    return RUN_COMMANDS.get(key)
 
 
 def check_command(args: argparse.Namespace) -> None:
