@@ -1010,8 +1010,8 @@ def _(w, t):
 
 @case("nrc-render-huge")
 def _(w, t):
-    return ["nrc", "render", "cornell", "--out", str(t / "n"), "--frames", "1", "--width", "1000000", "--height", "1000000",
-            "--quiet", *CPU], ["--width"]
+    return ["nrc", "render", "cornell", "--out", str(t / "n"), "--frames", "1", "--width", "1000000", "--height",
+            "1000000", "--quiet", *CPU], ["--width"]
 
 
 @case("experiment-corrupt-image")

@@ -7,9 +7,10 @@ run folder given as input, the files that run was made from (its image, mesh or 
 * no command writes into a folder it reads from, nor makes a folder output that holds one of its inputs;
 * an output inside a run folder, or inside a dataset folder (one with ``transforms*.json``), is refused unless
   ``--force``;
-* a command that makes a run folder (every ``fit``, ``demo``, ``nrc render``, ``nerf distill``) refuses, unless ``--resume`` or
-  ``--force``, a folder holding a ``config.json`` that is not a run's, a run of another primitive, or a run it would
-  replace (``demo`` replaces only its own earlier runs: those trained on the same image).
+* a command that makes a run folder (every ``fit``, ``demo``, ``nrc render``, ``nerf distill``) refuses, unless
+  ``--resume`` or ``--force``, a folder holding a ``config.json`` that is not a run's or a run of another primitive
+  (a fit's own code refuses a run with a checkpoint; ``demo`` replaces only its own earlier runs: those trained on
+  the same image).
 
 ``add_force_flags`` gives every command with an output ``--force``. Each refusal is one ``InputError`` line naming
 the option, the path and the reason.
