@@ -180,8 +180,8 @@ class Frames:
             self.next_step = max(p.step + 1, round(p.step * 2 ** (1 / 3)))
 
     def capture(self, step: int) -> None:
-        pair = np.concatenate([render(self.model, *self.size), self.reference], axis=1)
-        iio.imwrite(self.folder / f"step_{step:07d}.png", display_rgb8(pair, self.image.linear))
+        pair = display_rgb8(np.concatenate([render(self.model, *self.size), self.reference], axis=1), self.image.linear)
+        atomic_write(self.folder / f"step_{step:07d}.png", lambda tmp: iio.imwrite(tmp, pair))
 
     def finish(self, step: int) -> None:
         """Capture the last step and assemble every frame in the folder (so resumed runs join up)."""

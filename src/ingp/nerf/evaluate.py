@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..runs import atomic_write
 from .data import Scene
 from .rays import image_rays
 from .render import render_rays
@@ -68,8 +69,9 @@ def evaluate_views(model, grid, scene: Scene, *, n_views: int | None = None, con
         ref = ground_truth(scene, i)
         per_view.append({"view": scene.names[i], "psnr": psnr(img, ref), "ssim": ssim(img, ref)})
         if out_dir is not None:
-            iio.imwrite(Path(out_dir) / Path(scene.names[i]).with_suffix(".png").name,
-                        (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+            pixels = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+            atomic_write(Path(out_dir) / Path(scene.names[i]).with_suffix(".png").name,
+                         lambda tmp: iio.imwrite(tmp, pixels))
     n = max(len(per_view), 1)
     return {"psnr": float(np.mean([v["psnr"] for v in per_view])), "ssim": float(np.mean([v["ssim"] for v in per_view])),
             "views": len(per_view), "per_view": per_view, "seconds_per_view": seconds / n}
