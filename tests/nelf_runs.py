@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from web_runs import nerf_run
@@ -55,6 +54,5 @@ def nelf_teacher(root: Path) -> Path:
             img, alpha, _ = render_view(model, grid, scene, i, cone=0.0, background=(0.0, 0.0, 0.0))
             rgba = np.concatenate([img / np.maximum(alpha, 1e-6)[..., None], alpha[..., None]], -1)
             Image.fromarray((np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)).save(data / split / f"r_{i}.png")
-    with torch.no_grad():
-        write_json(run.metrics_path, {"primitive": "nerf", "psnr": 40.0, "ssim": 0.99, "eval_views": 2})
+    write_json(run.metrics_path, {"primitive": "nerf", "psnr": 40.0, "ssim": 0.99, "eval_views": 2})  # a stand-in
     return teacher

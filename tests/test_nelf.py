@@ -142,6 +142,7 @@ def test_onnx_nelf_grid(grid_run, tmp_path, capsys):
 def test_onnx_nelf_r2l(teacher, tmp_path, capsys):
     run = distill_run(teacher, tmp_path / "r2l", TINY_R2L, 5)
     assert check_onnx(run, tmp_path, capsys, 1e-5) == "nelf"
+    one_line_error(capsys, ["export", "web", str(run), "--out", str(tmp_path / "web")], "grid student", "--onnx")
 
 
 def test_onnx_image_and_sdf(tmp_path, capsys):
@@ -173,6 +174,11 @@ def test_bad_inputs_are_one_line(teacher, grid_run, tmp_path, capsys, monkeypatc
     one_line_error(capsys, ["export", "onnx", str(teacher), "--out", str(tmp_path / "n.onnx")],
                    "not support", "because")
     one_line_error(capsys, ["export", "onnx", str(grid_run), "--out", str(tmp_path / "n.txt")], ".onnx")
+    one_line_error(capsys, ["view", str(image), "--onnx", "--port", "0"], "NeLF runs", "'image'")
+    one_line_error(capsys, ["view", str(grid_run), "--onnx", "--ort", str(tmp_path), "--port", "0"],
+                   "ort.wasm.min.mjs", "npm install onnxruntime-web")
+    monkeypatch.delenv("INGP_ORT_WEB", raising=False)
+    one_line_error(capsys, ["view", str(grid_run), "--onnx", "--port", "0"], "npm install onnxruntime-web")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     one_line_error(capsys, ["export", "onnx", str(grid_run), "--out", str(tmp_path / "m.onnx")], "pip install",
                    "ingp[onnx]")
