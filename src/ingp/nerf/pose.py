@@ -20,7 +20,6 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -110,105 +109,125 @@ def _count(db: Path, table: str) -> int | None:
         return None
 
 
-def _stage(desc: str, work, total: int, progress, quiet: bool, token):
-    """Run ``work()`` in a thread (pycolmap releases the GIL) while a tqdm bar shows ``progress()`` of ``total``.
-    Ctrl-C cancels pycolmap through ``token`` (when the stage takes one), waits for it, and re-raises."""
-    from tqdm import tqdm
+def _sfm_worker(image_dir: str, work_dir: str, video: bool, mapper: str, max_image_size: int, threads: int,
+                quiet: bool, stage, registered, results) -> None:
+    """The child process: SIFT -> matching -> mapping; the best model goes to ``work_dir/best``. ``stage`` and
+    ``registered`` (shared ints) tell the parent where it is; ``results`` (a pipe's end) gets ("ok", seconds) or
+    ("error", message)."""
+    import signal
 
-    box: dict = {}
-
-    def run():
-        try:
-            box["value"] = work()
-        except BaseException as err:  # noqa: BLE001 - handed to the main thread
-            box["error"] = err
-
-    thread = threading.Thread(target=run, name=f"pycolmap-{desc}", daemon=True)
-    bar = tqdm(total=total, desc=desc, disable=quiet, leave=False)
-    t0 = time.perf_counter()
-    thread.start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the parent decides
     try:
-        while thread.is_alive():
-            thread.join(0.25)
-            n = progress()
-            if n is not None and n > bar.n:
-                bar.update(min(n, total) - bar.n)
-    except KeyboardInterrupt:
-        if token is not None:
-            token.cancel()
-        thread.join(10.0)
-        raise
-    finally:
-        if "error" not in box and not thread.is_alive():
-            bar.update(total - bar.n)  # some counts are only visible once COLMAP commits at the end
-        bar.close()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value"), time.perf_counter() - t0
+        import pycolmap
+
+        if quiet or not os.environ.get("INGP_COLMAP_LOG"):
+            pycolmap.logging.minloglevel = 2  # COLMAP logs every image at INFO; the parent's bars say it in a line
+        db, seconds = Path(work_dir) / "database.db", {}
+        t0 = time.perf_counter()
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = "OPENCV"
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.max_image_size = max_image_size
+        extraction.num_threads = threads
+        pycolmap.extract_features(db, image_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+        seconds["features"], t0, stage.value = time.perf_counter() - t0, time.perf_counter(), 1
+        matching = pycolmap.FeatureMatchingOptions()
+        matching.num_threads = threads
+        if video:
+            pycolmap.match_sequential(db, matching_options=matching, pairing_options=_sequential_pairing(pycolmap),
+                                      device=pycolmap.Device.cpu)
+        else:
+            pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
+        seconds["matching"], t0, stage.value = time.perf_counter() - t0, time.perf_counter(), 2
+        sparse = Path(work_dir) / "sparse"
+        sparse.mkdir()
+        if mapper == "incremental":
+            options = pycolmap.IncrementalPipelineOptions()
+            options.num_threads = threads
+
+            def next_image():
+                registered.value += 1
+
+            models = pycolmap.incremental_mapping(db, image_dir, sparse, options,
+                                                  initial_image_pair_callback=lambda: setattr(registered, "value", 2),
+                                                  next_image_callback=next_image)
+        else:
+            options = pycolmap.GlobalPipelineOptions()
+            options.num_threads = threads
+            models = pycolmap.global_mapping(db, image_dir, sparse, options)
+        seconds["mapping"] = time.perf_counter() - t0
+        if models:
+            best = max(models.values(), key=lambda r: r.num_reg_images())
+            (Path(work_dir) / "best").mkdir()
+            best.write(Path(work_dir) / "best")
+        results.send(("ok", seconds))
+    except Exception as err:  # noqa: BLE001 - reported to the parent as one line
+        results.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _sequential_pairing(pycolmap):
+    return pycolmap.SequentialPairingOptions()  # 10 neighbours each side (COLMAP's default), quadratic overlap
 
 
 def run_sfm(image_dir: Path, work_dir: Path, *, video: bool, mapper: str, max_image_size: int, threads: int,
             quiet: bool):
     """SIFT -> matching -> mapping of the images in ``image_dir``; COLMAP's files go to ``work_dir``.
 
-    Returns (the reconstruction with the most registered images or None, {stage: seconds}).
+    pycolmap runs in a child process while this one draws a progress bar per stage (feature and match counts read
+    from COLMAP's database, registered images from the mapper's callback). Ctrl-C kills the child: COLMAP's own
+    threads stop with it (cancelling them in-process left a reader thread writing to the database as it was
+    removed). Returns (the reconstruction with the most registered images or None, {stage: seconds}).
     """
+    import multiprocessing
+
+    from tqdm import tqdm
+
     pycolmap = require_pycolmap()
-    if quiet or not os.environ.get("INGP_COLMAP_LOG"):
-        pycolmap.logging.minloglevel = 2  # COLMAP logs every image at INFO; our bars say the same in one line
     work_dir.mkdir(parents=True, exist_ok=True)
     db = work_dir / "database.db"
     n = sum(1 for _ in image_dir.iterdir())
-    seconds = {}
-
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "OPENCV"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = max_image_size
-    extraction.num_threads = threads
-    token = pycolmap.CancellationToken()
-    _, seconds["features"] = _stage(
-        "features", lambda: pycolmap.extract_features(
-            db, image_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-            extraction_options=extraction, device=pycolmap.Device.cpu, cancellation_token=token),
-        n, lambda: _count(db, "keypoints"), quiet, token)
-
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = threads
-    token = pycolmap.CancellationToken()
-    if video:
-        pairing = pycolmap.SequentialPairingOptions()
-        pairs = sum(min(pairing.overlap, n - 1 - i) for i in range(n))  # quadratic overlap adds a few more
-        match = lambda: pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing,  # noqa
-                                                  device=pycolmap.Device.cpu, cancellation_token=token)
-    else:
-        pairs = n * (n - 1) // 2
-        match = lambda: pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu,  # noqa
-                                                  cancellation_token=token)
-    _, seconds["matching"] = _stage("matching", match, pairs, lambda: _count(db, "two_view_geometries"), quiet, token)
-
-    sparse = work_dir / "sparse"
-    sparse.mkdir()
-    registered = [0]
-    if mapper == "incremental":
-        options = pycolmap.IncrementalPipelineOptions()
-        options.num_threads = threads
-        token = pycolmap.CancellationToken()
-
-        def count_next():
-            registered[0] += 1
-
-        work = lambda: pycolmap.incremental_mapping(db, image_dir, sparse, options,  # noqa: E731
-                                                    initial_image_pair_callback=lambda: registered.__setitem__(0, 2),
-                                                    next_image_callback=count_next, cancellation_token=token)
-    else:
-        options = pycolmap.GlobalPipelineOptions()
-        options.num_threads = threads
-        token = None  # global mapping takes no cancellation token: Ctrl-C waits for it
-        work = lambda: pycolmap.global_mapping(db, image_dir, sparse, options)  # noqa: E731
-    models, seconds["mapping"] = _stage("mapping", work, n, lambda: registered[0], quiet, token)
-    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None) if models else None
-    return best, seconds
+    overlap = _sequential_pairing(pycolmap).overlap
+    pairs = sum(min(overlap, n - 1 - i) for i in range(n)) if video else n * (n - 1) // 2
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process running torch's threads
+    # lock-free shared ints and a pipe: a killed child leaves no semaphores behind (a Queue's would be reported)
+    stage, registered = ctx.RawValue("i", 0), ctx.RawValue("i", 0)
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_sfm_worker, args=(str(image_dir), str(work_dir), video, mapper, max_image_size,
+                                                  threads, quiet, stage, registered, send), daemon=True)
+    bars = [("features", n, lambda: _count(db, "keypoints")),
+            ("matching", pairs, lambda: _count(db, "two_view_geometries")),
+            ("mapping", n, lambda: registered.value)]
+    outcome, shown, bar = None, -1, None
+    try:
+        child.start()
+        while outcome is None:
+            if receive.poll(0.25):
+                outcome = receive.recv()
+            elif not child.is_alive() and not receive.poll():
+                outcome = ("error", f"pycolmap stopped (exit status {child.exitcode})")
+            k = min(stage.value, 2)
+            if k != shown:
+                if bar is not None:
+                    bar.update(bar.total - bar.n)  # some counts only show once COLMAP commits
+                    bar.close()
+                shown, bar = k, tqdm(total=bars[k][1], desc=bars[k][0], disable=quiet, leave=False)
+            count = bars[k][2]()
+            if count is not None and count > bar.n:
+                bar.update(min(count, bar.total) - bar.n)
+    except BaseException:
+        if child.pid is not None:
+            child.kill()
+            child.join()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    child.join()
+    if outcome[0] == "error":
+        raise InputError(f"{image_dir}: structure from motion failed ({outcome[1]})")
+    best = work_dir / "best"
+    return (pycolmap.Reconstruction(best) if best.is_dir() else None), outcome[1]
 
 
 # ---------------------------------------------------------------------------------------------- geometry / output
@@ -395,10 +414,8 @@ def pose_command(source: Path, out: Path, *, mapper: str = "incremental", frames
         (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
         _write_ply(tmp / "sparse_points.ply", xyz, rgb)
         (tmp / "colmap" / "database.db").unlink(missing_ok=True)  # descriptors: tens of MB, not needed again
-        rec.write(tmp / "colmap" / "sparse")  # the chosen model, for COLMAP tools
-        for sub in (tmp / "colmap" / "sparse").iterdir():
-            if sub.is_dir():
-                shutil.rmtree(sub)  # the mapper's numbered models; the chosen one is written above
+        shutil.rmtree(tmp / "colmap" / "sparse")  # the mapper's numbered models
+        (tmp / "colmap" / "best").rename(tmp / "colmap" / "sparse")  # the chosen one, for COLMAP tools
         seconds["write"] = time.perf_counter() - t1
         if out.exists():
             out.rmdir()  # empty (checked above)
