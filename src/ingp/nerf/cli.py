@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
 from ..errors import InputError
+from .options import add_quality_arguments, quality_training
 
 DEFAULT_SECONDS = 300.0
 
@@ -32,6 +33,7 @@ def run_fit(args) -> int:
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
     training = {k: v for k, v in (("target_samples", args.batch_samples), ("grid_resolution", args.grid_resolution))
                 if v is not None}
+    training.update(quality_training(args))
     from ..web.live import view_from_args
 
     with view_from_args(args) as view:
@@ -111,6 +113,7 @@ def register(commands) -> None:
                      help="occupancy grid cells per axis per cascade (default 128, the paper's)")
     fit.add_argument("--n-views", type=positive_int, default=20,
                      help="held-out views evaluated at the end, evenly spread (default 20)")
+    add_quality_arguments(fit)
     fit.set_defaults(handler=run_fit)
 
     ev = verbs.add_parser("eval", help="PSNR / SSIM on held-out views (white background, sRGB)")
