@@ -70,7 +70,10 @@ def test_nerf_fit_with_view(tmp_path, capsys):
                  "--device", "cpu", "--view", "--port", "0"]) == 0
     status = same_as_export(run, tmp_path)
     assert status["kind"] == "nerf" and status["snapshot_step"] == 6 and status["quality"]["name"] == "PSNR"
-    assert 5 < status["quality"]["value"][-1] < 60 and status["ground_truth"] is None
+    assert 5 < status["quality"]["value"][-1] < 60 and status["ground_truth"] == "views.json"
+    views = json.loads((run / "live" / "views.json").read_text())["views"]  # the ball's 8 training views
+    assert [v["name"] for v in views] == [f"r_{i}.png" for i in range(8)], views
+    assert all((run / "live" / v["file"]).stat().st_size > 0 for v in views)
 
 
 def test_port_in_use_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -180,8 +180,8 @@ def test_bad_nerf_runs_are_refused(tmp_path, capsys):
     from ingp.runs import RunDir
     from web_runs import NERF_MODEL
 
-    config = {"primitive": "nerf", "data": {"aabb_scale": 1, "aabb": [0.0, 1.0]}, "model": NERF_MODEL,
-              "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
+    config = {"primitive": "nerf", "data": {"path": "none", "downscale": 1, "aabb_scale": 1, "aabb": [0.0, 1.0]},
+              "model": NERF_MODEL, "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
     run = RunDir.create(tmp_path / "run", config)
     run.save_weights({"density_params": torch.zeros(10), "rgb_params": torch.zeros(10)})
     assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
