@@ -189,17 +189,23 @@ def test_bad_nerf_runs_are_refused(tmp_path, capsys):
     assert "model.safetensors: does not fit" in err and err.count("\n") == 1
 
 
-def test_non_sh_view_encoding_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("change, words", [
+    ({"dir_encoding": {"otype": "Identity"}}, ("SphericalHarmonics", "'Identity'")),
+    ({"appearance": {"n_dims": 4, "n_images": 3}}, ("appearance codes", "--appearance-dims")),
+    ({"contraction": {"otype": "Linf"}}, ("a scene contraction", "--contraction")),
+], ids=["identity-dirs", "appearance", "contraction"])
+def test_runs_the_shader_cannot_draw_are_refused(tmp_path, capsys, change, words):
     from ingp.nerf.model import NerfModel
     from ingp.nerf.occupancy import OccupancyGrid
     from ingp.runs import RunDir
     from web_runs import NERF_MODEL
 
-    model_config = {**NERF_MODEL, "dir_encoding": {"otype": "Identity"}}
-    config = {"primitive": "nerf", "data": {"aabb_scale": 1, "aabb": [0.0, 1.0]}, "model": model_config,
-              "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
+    model_config = {**NERF_MODEL, **change}
+    config = {"primitive": "nerf", "data": {"path": "none", "downscale": 1, "aabb_scale": 1, "aabb": [0.0, 1.0]},
+              "model": model_config, "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
     run = RunDir.create(tmp_path / "run", config)
     run.save_weights({**NerfModel(model_config, (0.0, 1.0), 1).weights(), **OccupancyGrid(1, "cpu", 16).state()})
     assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
-    assert "SphericalHarmonics" in err and "'Identity'" in err and err.count("\n") == 1
+    assert all(w in err for w in words) and err.count("\n") == 1, err
+    assert not (tmp_path / "w").exists()

@@ -48,6 +48,7 @@ def nerf_fields(run_path: Path, writer, weight_dtype: str) -> tuple[dict, dict]:
 def nerf_fields_of(model, grid, config: dict, writer, weight_dtype: str) -> tuple[dict, dict]:
     """(fields, nerf task record) of an in-memory ``NerfModel`` and ``OccupancyGrid`` built from ``config``."""
     from ..nerf.march import MAX_STEPS, NEAR
+    from ..nerf.model import appearance_dims
     from ..nerf.occupancy import min_step
     from ..nerf.render import MIN_TRANSMITTANCE
     from .export import field_record, mlp_record
@@ -58,6 +59,11 @@ def nerf_fields_of(model, grid, config: dict, writer, weight_dtype: str) -> tupl
                          f"{dir_config.get('otype')!r}")
     if grid.R % 2:
         raise InputError(f"the occupancy grid resolution must be even (8 cells per byte), got {grid.R}")
+    unsupported = [name for name, used in (("appearance codes", appearance_dims(config["model"])),
+                                           ("a scene contraction", model.contraction)) if used]
+    if unsupported:  # the shader has neither: it would draw the wrong colours / positions without a word
+        raise InputError(f"the viewer does not draw runs trained with {' or '.join(unsupported)} yet "
+                         f"(nerf fit --appearance-dims / --contraction)")
     bits = grid.bitfield.reshape(-1).cpu().numpy().astype(bool)
     packed = np.packbits(bits, bitorder="little")
     fields = {"density": field_record(model.density_net, "density", writer, weight_dtype),
