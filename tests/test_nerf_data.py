@@ -102,7 +102,7 @@ def test_bad_transforms(tmp_path, mutate, message):
 def test_malformed_json_mixed_sizes_and_empty_folder(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "transforms.json").write_text("{ not json")
-    with pytest.raises(InputError, match="malformed JSON"):
+    with pytest.raises(InputError, match="transforms.json: cannot read JSON"):
         load_scene(tmp_path / "bad")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no transforms_train.json or transforms.json"):

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..limits import check_memory
+from ..runs import read_json
 
 DEFAULT_FPS = 30.0
 DEFAULT_SECONDS = 6.0
@@ -96,14 +97,7 @@ def read_camera_path(path: Path, default_size: tuple[int, int] | None = None) ->
     sampled ``camera_path`` frames when there are no keyframes). ``default_size`` (width, height) is used when the
     file gives no render size. One-line InputError naming the file and keyframe for every malformed entry."""
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: malformed JSON ({err})") from None
-    except RecursionError:
-        raise InputError(f"{path}: malformed JSON (nested too deeply)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise InputError(f"{path}: expected a JSON object with 'keyframes' or 'camera_path'")
     keyframes, frames = meta.get("keyframes"), meta.get("camera_path")
@@ -323,7 +317,7 @@ def file_to_scene(transforms: Path, scene) -> np.ndarray:
     """The similarity S (4x4: s R | t) with scene c2w = S . file c2w (rotation part re-normalised), fitted between
     the transforms file's raw matrices and the loaded ``scene``'s (frames matched by image name), so paths in file
     units follow whatever mapping the loader applies, for any dialect."""
-    meta = json.loads(Path(transforms).read_text())
+    meta = read_json(transforms)
     raw = {Path(f["file_path"]).stem: np.asarray(f["transform_matrix"], dtype=np.float64)[:3]
            for f in meta.get("frames", []) if isinstance(f, dict) and "file_path" in f and "transform_matrix" in f}
     pairs = [(raw[Path(n).stem], scene.c2w[i].double().numpy()) for i, n in enumerate(scene.names)

@@ -8,7 +8,6 @@ cycles the axes; a rotation changes nothing but the hash grid's orientation, so 
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..runs import read_json
 
 DEFAULT_SCALE = 0.33
 DEFAULT_OFFSET = (0.5, 0.5, 0.5)
@@ -74,14 +74,7 @@ def transforms_path(data: Path, split: str = "train") -> Path:
 
 
 def _read(path: Path) -> dict:
-    try:
-        meta = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: malformed JSON ({err})") from None
-    except RecursionError:
-        raise InputError(f"{path}: malformed JSON (nested too deeply)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
         raise InputError(f"{path}: expected a JSON object with a non-empty 'frames' list")
     return meta
