@@ -64,6 +64,10 @@ def test_fit_resume_eval_render_mesh(ball, tmp_path, capsys):
     assert main(args + ["--steps", "35", "--resume"]) == 0
     assert json.loads((run / "metrics.json").read_text())["steps"] == 35
     assert main(["nerf", "fit", str(ball), "--out", str(run), "--steps", "5"]) == 2  # refuses to overwrite
+    forced = tmp_path / "forced"  # --force replaces a run (a copy: the one above is used below)
+    assert main(args[:4] + [str(forced), *args[5:], "--steps", "3"]) == 0
+    assert main(args[:4] + [str(forced), *args[5:], "--steps", "2", "--force"]) == 0
+    assert json.loads((forced / "metrics.json").read_text())["steps"] == 2
 
     capsys.readouterr()
     assert main(["nerf", "eval", str(run), "--device", "cpu"]) == 0

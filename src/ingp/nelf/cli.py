@@ -27,7 +27,8 @@ def run_distill(args) -> int:
     training = {k: v for k, v in (("pseudo_rays", args.pseudo_rays), ("batch_size", args.batch_size)) if v}
     budget = Budget(steps=args.steps, seconds=args.seconds if args.steps or args.seconds else DEFAULT_SECONDS)
     m = distill(args.run, args.out, budget=budget, student=args.student, model_config=config, training=training,
-                seed=args.seed, device=args.device, quiet=args.quiet, resume=args.resume)
+                seed=args.seed, device=args.device, quiet=args.quiet, resume=args.resume,
+                overwrite=args.force)
     teacher = f" (teacher {m['teacher_psnr']:.2f} dB)" if m.get("teacher_psnr") is not None else ""
     print(f"{m['student']} student: PSNR {m['psnr']:.2f} dB{teacher}, SSIM {m['ssim']:.4f} on {m['eval_views']} "
           f"held-out views after {m['steps']} steps in {m['seconds']:.1f} s + {m['pseudo_seconds']:.1f} s of "

@@ -95,7 +95,7 @@ class RealPixels:
 
 def distill(teacher_path: Path, out: Path, *, budget: Budget, student: str = "grid", model_config: dict | None = None,
             training: dict | None = None, seed: int = 1337, device: str = "auto", quiet: bool = False,
-            resume: bool = False) -> dict:
+            resume: bool = False, overwrite: bool = False) -> dict:
     """Distil the NeRF in ``teacher_path`` into a NeLF run folder ``out``; returns the metrics written."""
     from ..nerf.fit import load_splits
 
@@ -115,7 +115,7 @@ def distill(teacher_path: Path, out: Path, *, budget: Budget, student: str = "gr
                                                    "psnr": t_metrics.get("psnr"), "ssim": t_metrics.get("ssim"),
                                                    "eval_views": t_metrics.get("eval_views")},
                   "model": model_cfg, "training": {**DEFAULT_TRAINING, **(training or {}), "seed": seed}}
-    run, state = open_or_create_run(out, "nelf", config, resume=resume, device=dev)
+    run, state = open_or_create_run(out, "nelf", config, resume=resume, overwrite=overwrite, device=dev)
     config = run.config()
     t, cfg = config["training"], config["model"]
 

@@ -38,8 +38,8 @@ def run_fit(args) -> int:
 
     with view_from_args(args) as view:
         m = fit_nerf(args.data, args.out, model_config=config, budget=budget, seed=args.seed, device=args.device,
-                     quiet=args.quiet, resume=args.resume, downscale=args.downscale, training=training,
-                     n_eval_views=args.n_views, view=view)
+                     quiet=args.quiet, resume=args.resume, overwrite=args.force, downscale=args.downscale,
+                     training=training, n_eval_views=args.n_views, view=view)
     print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} on {m['eval_views']} held-out views after {m['steps']} "
           f"steps in {m['seconds']:.1f} s ({m['samples_per_second']:,.0f} samples/s, {m['rays_per_second']:,.0f} "
           f"rays/s); wrote {args.out}/")

@@ -22,7 +22,7 @@ still be fetching that). The server (``server.py``) answers ``/live/status.json`
 
 Quality figures (on fixed subsets, so each snapshot costs milliseconds): image PSNR over 16384 random pixels
 (colour channels, as ``image eval`` scores them), SDF IoU of the inside sets over 16384 of the pool's uniform points,
-NeRF PSNR over 4096 random pixels of the held-out views on white.
+NeRF PSNR over 1024 random pixels of the held-out views on white.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ..runs import RunDir, atomic_write, process_alive
 
 CURVE_POINTS = 1024  # the loss curve keeps every stride-th step; at this many points it halves (stride doubles)
 QUALITY_POINTS = 1 << 14
-NERF_QUALITY_RAYS = 1 << 12
+NERF_QUALITY_RAYS = 1 << 10  # 4096 rays took 13-32 s of one core early in training (docs/benchmarks.md)
 TARGET_SIZE = 2048
 TRUTH_VIEWS, VIEW_SIZE = 24, 800
 WRITE_SHARE = 20  # the next snapshot is due no sooner than this many times the last one's write time after it
