@@ -18,7 +18,7 @@ import torch
 
 from nelf_runs import nelf_teacher
 from test_nelf import ARGS, TINY_GRID
-from test_web_browser import browser, browser_pixels, check_page, compare  # noqa: F401 (browser: a fixture)
+from test_web_browser import browser, browser_pixels, check_page, compare, open_page  # noqa: F401 (browser: a fixture)
 
 VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 2.0, "fov": 40.0, "up": "z"}
 SIZE = 64
@@ -46,17 +46,6 @@ def pytorch_view(run: Path, half_table: bool) -> np.ndarray:
             n = model.field.network.n_params
             model.field.params[n:] = model.field.params[n:].half().float()
     return (np.clip(render_orbit_view(model, VIEW, SIZE, SIZE), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def open_page(browser, url: str):  # noqa: F811
-    page = browser.new_page(viewport={"width": 400, "height": 320})
-    console = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.goto(url)
-    page.evaluate("() => window.ingp.ready")
-    assert page.evaluate("() => window.ingp.errors") == [], console
-    return page, console
 
 
 def test_nelf_webgl_matches_pytorch(browser, nelf_run, tmp_path):  # noqa: F811

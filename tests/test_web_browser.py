@@ -54,6 +54,12 @@ def open_viewer(browser, run: Path, tmp_path: Path):
 
     export_web(run, tmp_path / "web")
     server, url = serve_in_thread(tmp_path / "web")
+    page, console = open_page(browser, url)
+    return page, server, console
+
+
+def open_page(browser, url: str):
+    """A 400 x 320 page at ``url``, ready and without errors; returns (page, console messages)."""
     page = browser.new_page(viewport={"width": 400, "height": 320})
     console = []
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -61,7 +67,7 @@ def open_viewer(browser, run: Path, tmp_path: Path):
     page.goto(url)
     page.evaluate("() => window.ingp.ready")
     assert page.evaluate("() => window.ingp.errors") == [], console
-    return page, server, console
+    return page, console
 
 
 def browser_pixels(page, view: dict, width: int, height: int) -> tuple[np.ndarray, float]:
