@@ -47,18 +47,40 @@ def sh_encode(v: np.ndarray, degree: int) -> np.ndarray:
     return np.stack(out, axis=1).astype(np.float32)
 
 
+def encode_position(n: dict, x: np.ndarray) -> np.ndarray:
+    """The export's ``nerf`` record, (N, 3) scene points -> (N, 3) density-grid inputs u, float32: without a
+    contraction u = clamp((x - lo) / (hi - lo), 0, 1); with one y = 2 x - 1, r = |y| (max |y_i| for "linf",
+    sqrt(sum y_i^2) for "l2"), c = y where r <= 1 else (2 - 1 / r) y / r, u = (c + 2) / 4."""
+    f = np.float32
+    x = x.astype(f)
+    norm = n.get("contraction")
+    if not norm:
+        lo, hi = n["aabb"]
+        return np.clip((x - f(lo)) / f(hi - lo), 0, 1)
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"contraction {norm!r}")
+    y = f(2) * x - f(1)
+    r = np.abs(y).max(axis=1, keepdims=True) if norm == "linf" else np.sqrt((y * y).sum(axis=1, keepdims=True))
+    outer = r > 1
+    safe = np.where(outer, r, f(1))
+    c = np.where(outer, (f(2) - f(1) / safe) * y / safe, y)
+    return (c + f(2)) * f(0.25)
+
+
 def nerf_features(model: ExportedModel, x: np.ndarray) -> np.ndarray:
-    """(N, 3) scene points -> (N, 16) density-network outputs at u = clamp((x - lo) / (hi - lo), 0, 1)."""
-    lo, hi = model.meta["nerf"]["aabb"]
-    u = np.clip((x.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0, 1)
-    return field_eval(model, "density", u)
+    """(N, 3) scene points -> (N, 16) density-network outputs at u = ``encode_position(x)``."""
+    return field_eval(model, "density", encode_position(model.meta["nerf"], x))
 
 
 def nerf_color(model: ExportedModel, features: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """(N, 16) density outputs, (N, 3) unit directions -> (N, 3) rgb = sigmoid(colour MLP)."""
-    sh = sh_encode((d.astype(np.float32) + 1) * 0.5, model.meta["nerf"]["sh_degree"])
+    """(N, 16) density outputs, (N, 3) unit directions -> (N, 3) rgb = sigmoid(colour MLP of [features, SH(d),
+    the export's appearance code])."""
+    n = model.meta["nerf"]
+    sh = sh_encode((d.astype(np.float32) + 1) * 0.5, n["sh_degree"])
+    code = np.asarray(n.get("appearance_code", []), np.float32)  # (D,)
+    code = np.broadcast_to(code, (len(d), len(code)))
     f = model.meta["fields"]["color"]
-    out = mlp(f["network"], model.arrays, np.concatenate([features, sh], axis=1), f["n_output_dims"])
+    out = mlp(f["network"], model.arrays, np.concatenate([features, sh, code], axis=1), f["n_output_dims"])
     return 1 / (1 + np.exp(-out.astype(np.float64)))
 
 

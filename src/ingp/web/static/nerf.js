@@ -4,7 +4,10 @@
 // to the cell's exit minus 1e-4 cells, so no sample that could be in another cell is skipped), composite
 // alpha = 1 - exp(-sigma dt) front to back and stop once the transmittance is below min_transmittance; the rest
 // of the light comes from the background (white). The colour network runs only for samples whose weight is
-// above 1e-6 (their sum bounds the error; sigma still counts).
+// above 1e-6 (their sum bounds the error; sigma still counts). The density grid's input is the box-normalised
+// point, or with a contraction (mip-NeRF 360, nerf/contraction.py) (contract(2 x - 1) + 2) / 4; marching stays in
+// scene coordinates either way, as ingp's renderer does. The colour network's last inputs are the export's
+// appearance code (the run's render code), the same for every sample.
 // Per pixel the work is bounded by max_steps (1024) loop iterations; per draw call by drawing the frame in bands
 // of rows (bandRows) so that no single SwiftShader draw runs for seconds.
 // Drag orbits (azimuth, elevation) about the scene centre, the wheel moves the camera; "up" picks the scene's up axis.
@@ -38,7 +41,19 @@ export function nerfShader(meta, source) {
   const [lo, hi] = n.aabb;
   const nGeo = meta.fields.density.n_output_dims, nSh = n.sh_degree * n.sh_degree;
   const nIn = meta.fields.color.n_input_dims;
-  if (nIn !== nGeo + nSh) throw new Error(`colour network takes ${nIn} inputs, not ${nGeo} + ${nSh}`);
+  const code = n.appearance_code || [], nCode = code.length;
+  if (nIn !== nGeo + nSh + nCode) {
+    throw new Error(`colour network takes ${nIn} inputs, not ${nGeo} + ${nSh} + ${nCode}`);
+  }
+  const norm = n.contraction || null;
+  if (norm !== null && norm !== "linf" && norm !== "l2") throw new Error(`contraction ${norm}`);
+  // u = encode(x), NerfModel._features
+  const encode = norm === null ? "return clamp((x - LO) * INV_EXTENT, 0.0, 1.0);" : `vec3 y = 2.0 * x - 1.0;
+  float r = ${norm === "linf" ? "max(max(abs(y.x), abs(y.y)), abs(y.z))" : "sqrt(dot(y, y))"};
+  vec3 c = r <= 1.0 ? y : (2.0 - 1.0 / r) * y / r;  // contraction.contract
+  return (c + 2.0) * 0.25;`;
+  const setCode = nCode === 0 ? "" : `const float CODE[${nCode}] = float[${nCode}](${code.map(f).join(", ")});
+    for (int i = 0; i < ${nCode}; i++) x_in[${nGeo + nSh} + i] = CODE[i];  // the appearance code`;
   const bg = n.background.map(f).join(", ");
   return `${HEADER}precision highp usampler2D;
 uniform vec3 uEye, uRight, uUp, uBack;
@@ -83,6 +98,10 @@ float stepT(Steps s, int k) {
 }
 float stepDt(float t) { return CONE > 0.0 ? clamp(t * CONE, DT_MIN, DT_MAX) : DT_MIN; }
 
+vec3 encodePosition(vec3 x) {
+  ${encode}
+}
+
 float axisExit(float p, float v, float cellLo, float cell) {
   if (v > 1e-9) return (cellLo + cell - p) / v;
   if (v < -1e-9) return (cellLo - p) / v;
@@ -107,6 +126,7 @@ void main() {
     float sh[${nSh}];
     sh_eval((d + 1.0) * 0.5, sh);
     for (int i = 0; i < ${nSh}; i++) x_in[${nGeo} + i] = sh[i];
+    ${setCode}
     Steps s = steps(tNear);
     float slack = 1e-4 / max(max(abs(d.x), abs(d.y)), abs(d.z));
     int k = 0;
@@ -126,7 +146,7 @@ void main() {
       if (any(lessThan(cellf, vec3(0.0))) || any(greaterThanEqual(cellf, vec3(float(R))))) { k++; continue; }
       if (cellSet(c, ivec3(cellf))) {
         float h[${nGeo}];
-        density_eval(clamp((x - LO) * INV_EXTENT, 0.0, 1.0), h);
+        density_eval(encodePosition(x), h);
         float tau = exp(h[0]) * dt;
         float alpha = 1.0 - exp(-tau);
         float w = T * alpha;
