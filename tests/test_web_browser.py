@@ -148,17 +148,29 @@ def test_sdf_in_browser_matches_pytorch(browser, tmp_path):
         server.shutdown()
 
 
-@pytest.mark.parametrize("cone, distance, fov", [(0.0, 1.6, 50.0), (1 / 64, 0.9, 70.0)], ids=["cone0", "cone1/64"])
-def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone, distance, fov):
+NERF_CASES = {  # nerf_run options, camera distance, fov
+    "cone0": ({}, 1.6, 50.0),
+    "cone1/64": ({"cone_angle": 1 / 64}, 0.9, 70.0),
+    # the second ball lies in the contracted shell; the render code is far from zero (web_runs._fit_nerf)
+    "linf+app": ({"cone_angle": 1 / 64, "contraction": "linf", "appearance_dims": 4}, 1.6, 50.0),
+    "l2": ({"contraction": "l2"}, 1.6, 50.0),
+}
+
+
+@pytest.mark.parametrize("case", list(NERF_CASES))
+def test_nerf_in_browser_matches_pytorch(browser, tmp_path, case):
     """Two coloured balls, one per occupancy cascade, at 96 x 96 from a fixed orbit camera: the shader's marching
     and compositing against ``ingp.nerf.render.render_rays`` of the same rays (float32 model, white background).
     With cone steps the camera is inside the box, so rays start at t = 0.05 and pass through all three step
-    phases (min step, geometric, max step)."""
+    phases (min step, geometric, max step). Runs trained with a contraction (L-inf, L2) and appearance codes:
+    the shader's contracted grid input and its constant code."""
     from ingp.nerf.commands import load_run
     from ingp.nerf.render import render_rays
     from ingp.web.camera import orbit_rays
 
-    run = nerf_run(tmp_path / "run", cone_angle=cone)
+    options, distance, fov = NERF_CASES[case]
+    cone = options.get("cone_angle", 0.0)
+    run = nerf_run(tmp_path / "run", **options)
     page, server, console = open_viewer(browser, run, tmp_path)
     try:
         assert page.evaluate("() => window.ingp.meta.kind") == "nerf"
@@ -172,9 +184,11 @@ def test_nerf_in_browser_matches_pytorch(browser, tmp_path, cone, distance, fov)
         assert 0.1 < (opacity > 0.5).float().mean() < 0.7  # the balls are in view, with background around
         assert want.std() > 20
         max_err, psnr = compare(got, want)
-        print(f"nerf cone {cone}: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
+        print(f"nerf {case}: max error {max_err}/255, PSNR {psnr:.1f} dB, {ms:.0f} ms")
         assert max_err <= 2 or psnr >= 40, (max_err, psnr)
-        check_page(page, console, tmp_path / f"nerf_cone{cone:g}.png")
+        if options.get("contraction"):  # no PSNR way out: L-inf in place of L2 is off by 49/255 at 41.6 dB
+            assert max_err <= 2, (max_err, psnr)
+        check_page(page, console, tmp_path / f"nerf_{case.replace('/', '_')}.png")
     finally:
         page.close()
         server.shutdown()

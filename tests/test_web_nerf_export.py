@@ -13,16 +13,23 @@ from ingp.cli import main
 from ingp.web.camera import orbit_rays
 from ingp.web.export import export_web
 from ingp.web.reference import load_export
-from ingp.web.reference_nerf import march_ray, nerf_color, nerf_features, nerf_render, occupied, sh_encode
+from ingp.web.reference_nerf import (encode_position, march_ray, nerf_color, nerf_features, nerf_render, occupied,
+                                    sh_encode)
 from web_runs import nerf_run
 
 VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 1.6, "fov": 50.0}
 NEAR_VIEW = {"azimuth": 30.0, "elevation": 25.0, "distance": 0.9, "fov": 70.0}  # inside the box: t from 0.05
 
 
-@pytest.fixture(scope="module", params=[0.0, 1 / 64], ids=["cone0", "cone1/64"])
+# nerf_run options: plain runs with constant and cone steps; a contracted one with appearance codes (cone steps, as
+# real captures use) and an L2-contracted one
+RUNS = {"cone0": {}, "cone1/64": {"cone_angle": 1 / 64},
+        "linf+app": {"cone_angle": 1 / 64, "contraction": "linf", "appearance_dims": 4}, "l2": {"contraction": "l2"}}
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
 def nerf_export(request, tmp_path_factory):
-    run = nerf_run(tmp_path_factory.mktemp("nerf") / "run", cone_angle=request.param)
+    run = nerf_run(tmp_path_factory.mktemp("nerf") / "run", **RUNS[request.param])
     export_web(run, run / "web")
     return run
 
@@ -35,18 +42,25 @@ def _load(run):
 
 
 def test_layout(nerf_export):
+    model, _, config = _load(nerf_export)
     meta = json.loads((nerf_export / "web" / "model.json").read_text())
     assert meta["kind"] == "nerf" and set(meta["fields"]) == {"density", "color"}
     n = meta["nerf"]
+    assert n["contraction"] == model.contraction
+    dims = config["model"].get("appearance", {}).get("n_dims", 0)
+    assert n["appearance_code"] == model.render_code.tolist() and len(n["appearance_code"]) == dims
+    if dims:  # the render code is the training codes' mean, and is not zero
+        assert np.abs(n["appearance_code"]).max() > 0.02
     assert (n["aabb"], n["cascades"], n["resolution"], n["sh_degree"]) == ([-0.5, 1.5], 2, 32, 4)
     assert n["min_step"] == pytest.approx(3 ** 0.5 / 256) and n["max_step"] == pytest.approx(2 * n["min_step"])
     assert (n["max_steps"], n["near"], n["min_transmittance"]) == (1024, 0.05, 1e-4)
     assert meta["buffers"][n["bitfield"]] == {**meta["buffers"][n["bitfield"]], "dtype": "uint8", "shape": [8192]}
     density, color = meta["fields"]["density"], meta["fields"]["color"]
     assert density["n_output_dims"] == 16 and "encoding" in density and "encoding" not in color
-    assert (color["n_input_dims"], color["n_output_dims"]) == (32, 3)
-    assert color["network"]["input_pad_value"] == 1.0 and color["network"]["input_width"] == 32
-    assert [meta["buffers"][k]["shape"] for k in color["network"]["layers"]] == [[16, 32], [16, 16], [16, 16]]
+    width = 32 if dims == 0 else 48  # 16 + 16 SH (+ D, padded to a multiple of 16)
+    assert (color["n_input_dims"], color["n_output_dims"]) == (32 + dims, 3)
+    assert color["network"]["input_pad_value"] == 1.0 and color["network"]["input_width"] == width
+    assert [meta["buffers"][k]["shape"] for k in color["network"]["layers"]] == [[16, width], [16, 16], [16, 16]]
 
 
 def test_bit_order(nerf_export):
@@ -98,6 +112,32 @@ def test_fields_match_pytorch(nerf_export):
     got_rgb = nerf_color(exported, h.numpy(), d.numpy())  # the colour network alone: float32 weights
     assert np.abs(got_rgb - rgb.numpy()).max() <= 1e-5
     assert rgb.std() > 0.05
+    if model.codes is not None:  # the appearance code matters: a zero code would draw other colours
+        model.render_code = torch.zeros_like(model.render_code)
+        with torch.no_grad():
+            print(f"rgb change with a zero code: {np.abs(model(x, d)[1].numpy() - got_rgb).max():.2f}")
+            assert np.abs(model(x, d)[1].numpy() - got_rgb).max() > 0.05
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_encode_position_is_the_contraction(norm):
+    """The reference's (and the shader's) formula is ``contraction.encode_position``: float32 rounding apart, on
+    points inside the unit cube, in the shell and far out (|y| up to 1e4)."""
+    from ingp.nerf.contraction import encode_position as torch_encode
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.cat([torch.rand(3000, 3, generator=gen) * 2 - 0.5,
+                   0.5 + torch.randn(1000, 3, generator=gen) * torch.logspace(0, 4, 1000)[:, None]])
+    n = {"aabb": [-0.5, 1.5], "contraction": norm}
+    got, want = encode_position(n, x.numpy()), torch_encode(x, norm).numpy()
+    assert np.abs(got - want).max() <= 2e-7
+    assert got.min() > 0 and got.max() < 1
+    box = encode_position({**n, "contraction": None}, x.numpy())
+    y = 2 * x.numpy() - 1
+    inside = (np.abs(y).max(axis=1) if norm == "linf" else np.linalg.norm(y, axis=1)) <= 1
+    assert 0.03 < inside.mean() < 0.5
+    np.testing.assert_allclose(got[inside], (y[inside] + 2) / 4, atol=1e-7)  # the unit ball of the norm: as it is
+    assert np.abs(got - box).max() > 0.1
 
 
 def test_render_matches_pytorch(nerf_export):
@@ -117,7 +157,8 @@ def test_render_matches_pytorch(nerf_export):
     assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.999
     assert np.abs(got - want.numpy()).max() <= 1e-3
     want16, opacity16, _ = render_rays(rounded_nerf(model), *args, **kwargs)
-    print(f"cone {kwargs['cone']}: colour max error {np.abs(got - want.numpy()).max():.1e} (float32 model), "
+    print(f"cone {kwargs['cone']}, contraction {model.contraction}, code dims {len(model.render_code)}: "
+          f"colour max error {np.abs(got - want.numpy()).max():.1e} (float32 model), "
           f"{np.abs(got - want16.numpy()).max():.1e} (float16 table in both)")
     assert np.abs(got - want16.numpy()).max() <= 1e-5
     assert np.abs(got_opacity - opacity16.numpy()).max() <= 1e-5
@@ -189,23 +230,44 @@ def test_bad_nerf_runs_are_refused(tmp_path, capsys):
     assert "model.safetensors: does not fit" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"dir_encoding": {"otype": "Identity"}}, ("SphericalHarmonics", "'Identity'")),
-    ({"appearance": {"n_dims": 4, "n_images": 3}}, ("appearance codes", "--appearance-dims")),
-    ({"contraction": {"otype": "Linf"}}, ("a scene contraction", "--contraction")),
-], ids=["identity-dirs", "appearance", "contraction"])
-def test_runs_the_shader_cannot_draw_are_refused(tmp_path, capsys, change, words):
+def test_identity_view_encoding_is_refused(tmp_path, capsys):
     from ingp.nerf.model import NerfModel
     from ingp.nerf.occupancy import OccupancyGrid
     from ingp.runs import RunDir
     from web_runs import NERF_MODEL
 
-    model_config = {**NERF_MODEL, **change}
+    model_config = {**NERF_MODEL, "dir_encoding": {"otype": "Identity"}}
     config = {"primitive": "nerf", "data": {"path": "none", "downscale": 1, "aabb_scale": 1, "aabb": [0.0, 1.0]},
               "model": model_config, "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
     run = RunDir.create(tmp_path / "run", config)
     run.save_weights({**NerfModel(model_config, (0.0, 1.0), 1).weights(), **OccupancyGrid(1, "cpu", 16).state()})
     assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
-    assert all(w in err for w in words) and err.count("\n") == 1, err
+    assert all(w in err for w in ("SphericalHarmonics", "'Identity'")) and err.count("\n") == 1, err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_contracted_runs_with_codes_export(tmp_path, norm):
+    """``export web`` of a run trained with --contraction and --appearance-dims (refused before the viewer drew
+    them): the record names the norm and holds the render code, the colour network takes the code as inputs."""
+    from ingp.nerf.commands import load_run
+    from ingp.nerf.model import NerfModel
+    from ingp.nerf.occupancy import OccupancyGrid
+    from ingp.runs import RunDir
+    from web_runs import NERF_MODEL
+
+    model_config = {**NERF_MODEL, "appearance": {"n_dims": 3, "n_images": 5}, "contraction": {"otype": norm}}
+    config = {"primitive": "nerf", "data": {"path": "none", "downscale": 1, "aabb_scale": 1, "aabb": [0.0, 1.0]},
+              "model": model_config, "training": {"cone_angle": 0.0, "grid_resolution": 16, "seed": 1}}
+    run = RunDir.create(tmp_path / "run", config)
+    weights = NerfModel(model_config, (0.0, 1.0), 1).weights()
+    weights["appearance_codes"] = torch.randn(5, 3, generator=torch.Generator().manual_seed(5))
+    run.save_weights({**weights, **OccupancyGrid(1, "cpu", 16).state()})
+    assert main(["export", "web", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 0
+    meta = json.loads((tmp_path / "w" / "model.json").read_text())
+    assert meta["nerf"]["contraction"] == norm.lower()
+    code = load_run(tmp_path / "run", "cpu")[0].render_code
+    assert meta["nerf"]["appearance_code"] == code.tolist()
+    np.testing.assert_allclose(code, weights["appearance_codes"].mean(0), atol=1e-7)
+    assert meta["fields"]["color"]["n_input_dims"] == 16 + 16 + 3

@@ -87,26 +87,42 @@ def _nerf_target(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.
     return log_sigma, rgb.clamp(0, 1)
 
 
+N_IMAGES = 3  # training images of a run with appearance codes
+IMAGE_SHIFT = (-0.1, 0.15, 0.35)  # each image's colour offset: the codes, and their mean, matter
+
+
+def nerf_model_config(contraction: str | None = None, appearance_dims: int = 0) -> dict:
+    """NERF_MODEL with a contraction section ("linf" / "l2") and an appearance section (D codes, 3 images)."""
+    extra = {"contraction": {"otype": {"linf": "Linf", "l2": "L2"}[contraction]}} if contraction else {}
+    if appearance_dims:
+        extra["appearance"] = {"n_dims": appearance_dims, "n_images": N_IMAGES}
+    return {**NERF_MODEL, **extra}
+
+
 @functools.lru_cache(maxsize=None)
-def _nerf_state(steps: int, seed: int) -> dict:
-    """Weights of NERF_MODEL fitted to ``_nerf_target`` and an occupancy grid from the fitted density."""
+def _nerf_state(steps: int, seed: int, contraction: str | None = None, appearance_dims: int = 0) -> dict:
+    """Weights of ``nerf_model_config(...)`` fitted to ``_nerf_target`` and an occupancy grid from the fitted
+    density."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: one thread is many times faster than two on a busy 2-core machine
     try:
-        return _fit_nerf(steps, seed)
+        return _fit_nerf(steps, seed, nerf_model_config(contraction, appearance_dims))
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_nerf(steps: int, seed: int) -> dict:
+def _fit_nerf(steps: int, seed: int, model_config: dict) -> dict:
     import math
 
     from ingp.nerf.model import NerfModel
     from ingp.nerf.occupancy import OccupancyGrid, min_step
 
-    model = NerfModel(NERF_MODEL, (-0.5, 1.5), seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = NerfModel(model_config, (-0.5, 1.5), seed)
     gen = torch.Generator().manual_seed(seed)
+    if model.codes is not None:  # codes around 1, not 0: a viewer that left the render code out would be far off
+        with torch.no_grad():
+            model.codes += 1 + 0.3 * torch.randn(model.codes.shape, generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(steps):
         x = torch.cat([torch.rand(512, 3, generator=gen) * 2 - 0.5,  # the box, and the first ball's shell
                        0.5 + torch.nn.functional.normalize(torch.randn(512, 3, generator=gen), dim=1)
@@ -114,7 +130,12 @@ def _fit_nerf(steps: int, seed: int) -> dict:
         d = torch.nn.functional.normalize(torch.randn(len(x), 3, generator=gen), dim=1)
         want_sigma, want_rgb = _nerf_target(x, d)
         h = model._features(x)
-        rgb = torch.sigmoid(model.rgb_net(torch.cat([h, model.dir_encoding((d + 1) / 2)], dim=1)))
+        parts = [h, model.dir_encoding((d + 1) / 2)]
+        if model.codes is not None:  # a random training image per point, its colour shifted
+            image = torch.randint(0, N_IMAGES, (len(x),), generator=gen)
+            parts.append(model.codes[image])
+            want_rgb = (want_rgb + torch.tensor(IMAGE_SHIFT)[image, None]).clamp(0, 1)
+        rgb = torch.sigmoid(model.rgb_net(torch.cat(parts, dim=1)))
         loss = (h[:, 0] - want_sigma).square().mean() + 10 * (rgb - want_rgb).square().mean()
         opt.zero_grad()
         loss.backward()
@@ -130,13 +151,19 @@ def _fit_nerf(steps: int, seed: int) -> dict:
     return {k: v.detach().clone() for k, v in {**model.weights(), **grid.state()}.items()}
 
 
-def nerf_run(path: Path, *, cone_angle: float = 0.0, steps: int = 200, seed: int = 7) -> Path:
-    """Two coloured balls (one in each cascade), fitted ``steps`` Adam steps directly on density and colour."""
+def nerf_run(path: Path, *, cone_angle: float = 0.0, steps: int = 200, seed: int = 7, contraction: str | None = None,
+             appearance_dims: int = 0) -> Path:
+    """Two coloured balls (one in each cascade), fitted ``steps`` Adam steps directly on density and colour.
+    ``contraction`` ("linf" / "l2"): the density grid encodes contracted positions (the second ball lies outside
+    the unit cube, in the contracted shell); ``appearance_dims`` D: three training images whose colours differ,
+    each with its code."""
     config = {"primitive": "nerf",
-              "data": {"path": "none", "downscale": 1, "aabb_scale": 2, "aabb": [-0.5, 1.5], "n_train": 0},
-              "model": NERF_MODEL, "training": {"cone_angle": cone_angle, "grid_resolution": 32, "seed": seed}}
+              "data": {"path": "none", "downscale": 1, "aabb_scale": 2, "aabb": [-0.5, 1.5],
+                       "n_train": N_IMAGES if appearance_dims else 0},
+              "model": nerf_model_config(contraction, appearance_dims),
+              "training": {"cone_angle": cone_angle, "grid_resolution": 32, "seed": seed}}
     run = RunDir.create(path, config)
-    run.save_weights(_nerf_state(steps, seed))
+    run.save_weights(_nerf_state(steps, seed, contraction, appearance_dims))
     return path
 
 
