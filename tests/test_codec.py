@@ -3,6 +3,7 @@ term, a tiny fit, a bit-exact round trip in a fresh process, gray/RGBA, and one-
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -35,6 +36,39 @@ def test_laplace_bits_equal_minus_log2_of_the_reference_mass():
     cdf = lambda z: torch.where(z < 0, 0.5 * torch.exp(z / b), 1 - 0.5 * torch.exp(-z / b))  # noqa: E731
     ref = -torch.log2(cdf(x.double() + 0.5 - mu.double()) - cdf(x.double() - 0.5 - mu.double())).sum()
     assert abs(float(laplace_bits(x, mu, log_b)) - float(ref)) < 1e-3
+
+
+def test_laplace_bits_keep_a_gradient_far_in_the_tail():
+    """A latent 40 scales from an over-confident mean: finite bits (about 40 / ln 2 + 1) and a gradient pulling
+    the latent towards the mean and the scale up (a probability floor used to zero both)."""
+    x = torch.tensor([3.0], requires_grad=True)
+    log_b = torch.tensor([math.log(0.07)], requires_grad=True)
+    bits = laplace_bits(x, torch.zeros(1), log_b)
+    bits.backward()
+    ref = ((3.0 - 0.5) / 0.07 - math.log(-math.expm1(-1 / 0.07)) + math.log(2)) / math.log(2)
+    assert abs(bits.item() - ref) < 1e-3 * ref and bits.item() > 24
+    assert float(x.grad) > 1 and float(log_b.grad) < -1
+
+
+def test_lean_mlp_equals_the_autograd_mlp_in_value_and_gradient():
+    torch.manual_seed(0)
+    net = MLP([7, 16, 16, 3], out_bias=[0.5] * 3)
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.weight, std=0.5)
+        torch.nn.init.normal_(layer.bias, std=0.3)
+    x = torch.randn(7, 300).T.requires_grad_()  # transposed (non-contiguous), as the synthesis feeds it
+    target = torch.rand(300, 3)
+    grads = []
+    for fn in (net, net.reference):
+        net.zero_grad()
+        x.grad = None
+        out = fn(x)
+        ((out - target) ** 2).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in net.parameters()]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = grads
+    assert torch.allclose(o1, o2, atol=1e-6) and torch.allclose(gx1, gx2, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(gp1, gp2))
+    assert (gx1 != 0).any() and all((g != 0).any() for g in gp1)
 
 
 def test_torch_bilinear_upsampling_equals_the_reference_2x_step():
@@ -105,6 +139,19 @@ def test_a_larger_rate_weight_gives_fewer_latent_bits():
             bits[lam] = float(model("hard")[1])
     print(f"latent bits at lambda 1e-4 / 3e-2: {bits}")
     assert bits[3e-2] < 0.8 * bits[1e-4]
+
+
+def test_a_larger_lambda_gives_a_smaller_file_and_a_smaller_one_a_better_psnr():
+    """Real files at a fixed step count: lambda orders both the bytes and the decoded PSNR."""
+    pixels = _image(48, 64, 3, seed=3)
+    sizes, psnrs = [], []
+    for lam in (1e-2, 1e-3, 1e-4):
+        r = compress_pixels(pixels, CodecOptions(lam=lam, steps=120, seconds=None, n_levels=5))
+        sizes.append(r["bytes"])
+        psnrs.append(10 * np.log10(1 / np.mean((r["decoded"] / 255.0 - pixels) ** 2)))
+    print(f"bytes {sizes}, PSNR {np.round(psnrs, 2)} at lambda 1e-2, 1e-3, 1e-4")
+    assert sizes[0] < 0.9 * sizes[1] and sizes[1] < 0.75 * sizes[2]
+    assert psnrs[0] + 0.5 < psnrs[1] and psnrs[1] + 0.5 < psnrs[2]
 
 
 def test_fitting_lowers_the_loss():

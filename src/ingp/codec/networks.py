@@ -35,7 +35,16 @@ class MLP(nn.Module):
                 self.layers[-1].bias.copy_(torch.tensor(out_bias))
 
     def forward(self, x: torch.Tensor, frac_bits: int | None = None) -> torch.Tensor:
-        """(N, sizes[0]) -> (N, sizes[-1]); weights rounded to 2^-frac_bits when given."""
+        """(N, sizes[0]) -> (N, sizes[-1]); weights rounded to 2^-frac_bits when given.
+
+        Training (float weights, gradients on) takes ``LeanMLP``, the same function with less memory traffic."""
+        if frac_bits is None and torch.is_grad_enabled():
+            params = [t for layer in self.layers for t in (layer.weight, layer.bias)]
+            return LeanMLP.apply(x, *params)
+        return self.reference(x, frac_bits)
+
+    def reference(self, x: torch.Tensor, frac_bits: int | None = None) -> torch.Tensor:
+        """The plain autograd form of ``forward``: the reference ``LeanMLP`` is tested against."""
         for i, layer in enumerate(self.layers):
             w, b = layer.weight, layer.bias
             if frac_bits is not None:
@@ -51,6 +60,45 @@ class MLP(nn.Module):
         s = float(1 << frac_bits)
         return [(np.rint(l.weight.detach().double().numpy().T * s).astype(np.int64),
                  np.rint(l.bias.detach().double().numpy() * s).astype(np.int64)) for l in self.layers]
+
+
+class LeanMLP(torch.autograd.Function):
+    """Linear/ReLU stack with in-place ReLUs and a hand-written backward: it keeps only each hidden layer's
+    post-ReLU output (h > 0 is the ReLU's mask) and reuses the gradient buffers, where autograd keeps pre- and
+    post-activation tensors and allocates one per op. Measured on the codec's full-image synthesis (393k x 16
+    activations, one thread) as the largest per-step cost besides the matmuls."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        hidden = [x]
+        n = len(params) // 2
+        for i in range(n):
+            w, b = params[2 * i], params[2 * i + 1]
+            z = torch.addmm(b, hidden[-1], w.t())
+            if i + 1 < n:
+                hidden.append(z.relu_())
+        ctx.save_for_backward(*hidden, *params)
+        ctx.n = n
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        saved = ctx.saved_tensors
+        n = ctx.n
+        hidden, params = saved[:n], saved[n:]
+        grads = [None] * (2 * n)
+        g = grad.contiguous()
+        for i in reversed(range(n)):
+            w = params[2 * i]
+            grads[2 * i] = g.t().mm(hidden[i])
+            grads[2 * i + 1] = g.sum(0)
+            if i > 0:
+                g = torch.ops.aten.threshold_backward(g.mm(w), hidden[i], 0.0)
+            elif ctx.needs_input_grad[0]:
+                g = g.mm(w)
+            else:
+                g = None
+        return (g, *grads)
 
 
 def flatten_layers(layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
