@@ -142,7 +142,10 @@ def _fit_nerf(steps: int, seed: int, model_config: dict) -> dict:
         opt.step()
     grid = OccupancyGrid(2, "cpu", 32)
     cells = torch.arange(grid.n_cells)
-    with torch.no_grad():  # max of sigma * step over a few points per cell, thresholded as OccupancyGrid.update
+    # max of sigma * step over a few points per cell, thresholded as OccupancyGrid.update; cell_points jitters with
+    # the global RNG, seeded here so that every process gets the same grid (and the same test results)
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(seed)
         scale = min_step(grid.R) * torch.exp2((cells // grid.R ** 3).float())
         for _ in range(4):
             grid.density = torch.maximum(grid.density, (model.density(grid.cell_points(cells)) * scale).view(2, -1))
