@@ -5,12 +5,13 @@
 Prints markdown tables:
 
 1. per scene, the MSE against the converged reference after 1 / 10 / 60 s of each contender's own frame time, and
-   ``MSE - reference noise`` (the reference's own variance, estimated from two independent halves); the cached
-   render both as the plain mean of its frames and weighted by frame index (its untrained first frames fade);
-2. the bias the cache adds: the long accumulation's MSE split into its variance (even vs odd frames) and the rest;
-3. seconds per frame split into tracing / inference / training;
-4. the cache's position encoding: hash grid vs triangle wave (NRC's) vs one-blob, at equal time;
-5. the animated case: the light jumps; a cache trained on the old light vs a fresh cache vs plain path tracing,
+   ``MSE - reference noise`` (the reference's own variance, estimated from two halves), for plain path tracing,
+   the cache with the default settings (shown image: ``render.Progressive``, also as the plain mean of its frames)
+   and the cache as NRC publishes it (paths end by the spread heuristic in a cache of all scattered light);
+2. work: CPU seconds per frame (process time: robust to other jobs' load, unlike wall time), the wall split into
+   tracing / inference / training, and the MSE after 10 / 30 / 100 frames;
+3. the cache's position encoding: hash grid vs triangle wave (NRC's) vs one-blob, at equal time;
+4. the animated case: the light jumps; a cache trained on the old light vs a fresh cache vs plain path tracing,
    MSE of the accumulation since the change at 0.5 / 1 / 2 / 5 s after it.
 
 Contenders are run *interleaved* (one frame each in turn, each with its own clock), so that a machine shared with
@@ -32,46 +33,41 @@ class Contender:
     """A renderer with its own clock, its progressive image and MSE checkpoints."""
 
     def __init__(self, label, renderer, reference, probe=None):
+        from ingp.nrc.render import Progressive
+
         self.label, self.renderer, self.ref = label, renderer, reference
         self.probe, self.probes = probe, []
-        self.elapsed, self.count = 0.0, 0
-        self.total = np.zeros_like(reference["image"], dtype=np.float64)
-        self.halves = [np.zeros_like(self.total), np.zeros_like(self.total)]
+        self.elapsed, self.cpu, self.count = 0.0, 0.0, 0
+        shape = reference["image"].shape
+        self.progressive = Progressive(shape, renderer.settings.cache_weight_power)
+        self.plain = Progressive(shape)  # the plain mean of the frames, for comparison
         self.split = {"tracing": 0.0, "inference": 0.0, "training": 0.0}
-        self.curve = []  # (elapsed seconds, mse of the progressive image)
-        # frames weighted by their index (1, 2, 3, ...): a cache's untrained first frames fade as 1/n² instead
-        # of 1/n, at 4/3 the variance of the plain mean for equal per-frame noise
-        self.weighted, self.weight = np.zeros_like(self.total), 0.0
-        self.weighted_curve = []
+        self.curve = []  # (elapsed seconds, mse of the progressive image, mse of the plain mean, frames)
 
     def step(self):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         image, split = self.renderer.frame()
         self.elapsed += time.perf_counter() - t0
+        self.cpu += time.process_time() - c0
         if self.probe is not None:  # outside the clock
             self.probes.append((self.elapsed, self.probe(self)))
         for k, v in split.items():
             self.split[k] += v
-        self.total += image
-        self.halves[self.count % 2] += image
+        self.progressive.add(image, self.renderer.cache_term)
+        self.plain.add(image)
         self.count += 1
-        self.curve.append((self.elapsed, float(np.mean((self.total / self.count - self.ref["image"]) ** 2))))
-        self.weighted += self.count * image
-        self.weight += self.count
-        self.weighted_curve.append((self.elapsed,
-                                    float(np.mean((self.weighted / self.weight - self.ref["image"]) ** 2))))
+        ref = self.ref["image"]
+        self.curve.append((self.elapsed, float(np.mean((self.progressive.image() - ref) ** 2)),
+                           float(np.mean((self.plain.image() - ref) ** 2)), self.count))
 
-    def mse_at(self, seconds, weighted=False):
-        """MSE of the progressive image as it stood after ``seconds`` of this contender's time (None if no frame
-        had finished by then)."""
-        done = [m for t, m in (self.weighted_curve if weighted else self.curve) if t <= seconds + 1e-9]
+    def mse_at(self, seconds, plain=False):
+        """MSE of the progressive image (or of the plain mean of the frames) as it stood after ``seconds`` of this
+        contender's time (None if no frame had finished by then)."""
+        done = [c[2 if plain else 1] for c in self.curve if c[0] <= seconds + 1e-9]
         return done[-1] if done else None
 
-    def variance(self):
-        """Variance of the progressive mean, from the even and odd frames' means."""
-        n = self.count
-        a, b = self.halves[0] / ((n + 1) // 2), self.halves[1] / max(n // 2, 1)
-        return float(np.mean((a - b) ** 2) / 4)
+    def mse_at_frame(self, frames):
+        return self.curve[frames - 1][1] if len(self.curve) >= frames else None
 
 
 def interleave(contenders, seconds):
@@ -79,6 +75,9 @@ def interleave(contenders, seconds):
         for c in contenders:
             if c.elapsed < seconds:
                 c.step()
+
+
+FRAME_CHECKS = (10, 30, 100)
 
 
 def fmt(x):
@@ -92,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--reference-spp", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads for the cache (default 1: see ingp/nrc/cli.py; try 2 on a quiet machine)")
     parser.add_argument("--scenes", nargs="+", default=["cornell", "glossy"])
     parser.add_argument("--skip", nargs="*", default=[], choices=["equal-time", "encodings", "animated"])
     args = parser.parse_args(argv)
@@ -102,11 +103,11 @@ def main(argv=None) -> int:
     from ingp.nrc.scene import load_scene
     from ingp.nrc.tracer import set_threads
 
-    torch.set_num_threads(1)  # the cache's small ops: one thread (see ingp/nrc/cli.py); the tracer gets --threads
+    torch.set_num_threads(args.torch_threads)  # the cache's small ops (see ingp/nrc/cli.py); the tracer: --threads
     set_threads(args.threads)
     size = args.size
-    print(f"# NRC benchmark: {size}x{size}, tracer {args.threads} threads, cache 1 thread, torch {torch.__version__}, "
-          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(f"# NRC benchmark: {size}x{size}, tracer {args.threads} threads, cache {args.torch_threads} thread(s), "
+          f"torch {torch.__version__}, load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     refs = {}
 
     def ref(name, **params):
@@ -118,54 +119,58 @@ def main(argv=None) -> int:
                   f"({time.perf_counter() - t0:.0f} s, {refs[key]['path']})", file=sys.stderr)
         return refs[key]
 
-    def contender(label, name, use_cache, encoding="hashgrid", seed=1337, **params):
-        settings = Settings(width=size, height=size, use_cache=use_cache, position_encoding=encoding, seed=seed)
-        return Contender(label, Renderer(load_scene(name, **params), settings), ref(name, **params))
+    def contender(label, name, use_cache, encoding="hashgrid", seed=1337, scene=None, **overrides):
+        """``scene``: the scene's parameters; ``overrides``: further Settings fields."""
+        scene = scene or {}
+        settings = Settings(width=size, height=size, use_cache=use_cache, position_encoding=encoding, seed=seed,
+                            **overrides)
+        return Contender(label, Renderer(load_scene(name, **scene), settings), ref(name, **scene))
 
+    # compile / load the numba kernels (tracer, grid encoding, Adam) outside every contender's clock
+    for warm_settings in (Settings(width=8, height=8, use_cache=False),
+                          Settings(width=8, height=8, query_primary=False, nee_at_query=False),
+                          Settings(width=8, height=8)):
+        Renderer(load_scene("cornell"), warm_settings).frame()
+    default = Settings()
+    default_label = (f"+ cache ({'first vertex' if default.query_primary else 'spread'}, "
+                     f"{'indirect' if default.nee_at_query else 'all scattered light'})")
     checkpoints = sorted({1.0, 10.0, args.seconds})
     if "equal-time" not in args.skip:
-        rows, bias_rows, time_rows = [], [], []
+        rows, work_rows = [], []
         for name in args.scenes:
             pt = contender("path tracing", name, False)
-            caches = [contender("+ cache (hash grid)", name, True),
-                      contender("+ cache (triangle wave)", name, True, encoding="trianglewave")]
+            caches = [contender(default_label, name, True),
+                      contender("+ cache (NRC as published: spread, all scattered light)", name, True,
+                                query_primary=False, nee_at_query=False, cache_weight_power=0.0)]
             interleave([pt, *caches], args.seconds)
             noise = pt.ref["noise"]
             for c in (pt, *caches):
-                for label, weighted in (("", False), (", index-weighted mean", True)):
-                    if weighted and c is pt:
+                for label, plain in (("", False), (", plain mean of the frames", True)):
+                    if plain and (c is pt or c.renderer.settings.cache_weight_power == 0):
                         continue
-                    ms = [c.mse_at(s, weighted) for s in checkpoints]
+                    ms = [c.mse_at(s, plain) for s in checkpoints]
                     rows.append(f"| {name} | {c.label}{label} | " + " | ".join(fmt(m) for m in ms) + " | "
                                 + " | ".join(fmt(None if m is None else m - noise) for m in ms) + f" | {c.count} |")
-                var = c.variance()
-                final = c.curve[-1][1]
-                bias_rows.append(f"| {name} | {c.label} | {c.count} | {fmt(final)} | {fmt(var)} | {fmt(noise)} | "
-                                 f"{fmt(final - var - noise)} |")
-                time_rows.append(f"| {name} | {c.label} | " + " | ".join(
-                    f"{c.split[k] / c.count:.3f}" for k in ("tracing", "inference", "training"))
-                    + f" | {c.elapsed / c.count:.3f} |")
+                work_rows.append(f"| {name} | {c.label} | {c.cpu / c.count:.3f} | {c.elapsed / c.count:.3f} | "
+                                 + " | ".join(f"{c.split[k] / c.count:.3f}" for k in ("tracing", "inference",
+                                                                                      "training"))
+                                 + " | " + " | ".join(fmt(c.mse_at_frame(n)) for n in FRAME_CHECKS) + " |")
             for c in caches:
-                for label, weighted in (("", False), (", index-weighted", True)):
-                    ratio = [None if pt.mse_at(s) is None or c.mse_at(s, weighted) is None
-                             else pt.mse_at(s) / c.mse_at(s, weighted) for s in checkpoints]
-                    rows.append(f"| {name} | **MSE ratio PT / {c.label[2:]}{label}** | " + " | ".join(
-                        "–" if r is None else f"**{r:.2f}×**" for r in ratio) + " | " * (len(checkpoints) + 1) + "|")
+                ratio = [None if pt.mse_at(s) is None or c.mse_at(s) is None else pt.mse_at(s) / c.mse_at(s)
+                         for s in checkpoints]
+                rows.append(f"| {name} | **MSE ratio PT / {c.label[2:]}** | " + " | ".join(
+                    "–" if r is None else f"**{r:.2f}×**" for r in ratio) + " | " * (len(checkpoints) + 1) + "|")
             print(f"{name} done, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
         s_cols = " | ".join(f"{s:g} s" for s in checkpoints)
-        print(f"## MSE vs the reference at equal time (own frame time; interleaved)\n")
+        print("## MSE vs the reference at equal time (own frame time; interleaved)\n")
         print(f"| scene | renderer | {s_cols} | {' | '.join(f'{s:g} s − ref noise' for s in checkpoints)} | frames |")
         print("|---|---|" + "---|" * (2 * len(checkpoints) + 1))
         print("\n".join(rows))
-        print(f"\n## Bias: the {args.seconds:g} s accumulation's MSE = variance (even/odd frames) + reference noise "
-              "+ bias²\n")
-        print("| scene | renderer | frames | MSE | variance | reference noise | bias² (rest) |")
-        print("|---|---|---|---|---|---|---|")
-        print("\n".join(bias_rows))
-        print("\n## Seconds per frame\n")
-        print("| scene | renderer | tracing | inference | training | total |")
-        print("|---|---|---|---|---|---|")
-        print("\n".join(time_rows))
+        print("\n## Work: seconds per frame (CPU = process time, all threads) and MSE after a fixed number of frames\n")
+        print("| scene | renderer | CPU s | wall s | tracing | inference | training | "
+              + " | ".join(f"MSE @ {n} frames" for n in FRAME_CHECKS) + " |")
+        print("|---|---|---|---|---|---|---|" + "---|" * len(FRAME_CHECKS))
+        print("\n".join(work_rows))
         print(f"\nload average now {os.getloadavg()[0]:.1f}\n")
 
     if "encodings" not in args.skip:
@@ -187,15 +192,15 @@ def main(argv=None) -> int:
             return mse(c.renderer.cache_image(), c.ref["image"])
 
         old_ref, new_ref = ref("cornell", light_x=0.5), ref("cornell", light_x=0.25)
-        warm = contender("cache trained on the old light", "cornell", True, light_x=0.5)
+        warm = contender("cache trained on the old light", "cornell", True, scene={"light_x": 0.5})
         interleave([warm], 10.0)
         before = cache_error(warm)
         warm.renderer.scene = load_scene("cornell", light_x=0.25)
         warm = Contender(warm.label, warm.renderer, new_ref, probe=cache_error)  # new accumulation and clock
         jump = cache_error(warm)
-        cold = contender("fresh cache", "cornell", True, light_x=0.25, seed=99)
+        cold = contender("fresh cache", "cornell", True, scene={"light_x": 0.25}, seed=99)
         cold.probe = cache_error
-        pt = contender("path tracing", "cornell", False, light_x=0.25)
+        pt = contender("path tracing", "cornell", False, scene={"light_x": 0.25})
         horizon = [0.5, 1.0, 2.0, 5.0]
         interleave([warm, cold, pt], horizon[-1])
         print("## Animated: the Cornell light jumps from x = 0.5 to 0.25 after 10 s; MSE of the accumulation "

@@ -5,6 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import add_device_argument, positive_int, seed_number
+from ..errors import InputError
+
+
+QUERY_DEFAULT = "first"
+
+
+def settings_options(args) -> dict:
+    """The render Settings fields the options --query, --cache-light and --cache-weight-power set."""
+    if not (args.cache_weight_power >= 0 and args.cache_weight_power <= 8):
+        raise InputError(f"--cache-weight-power must be in [0, 8], got {args.cache_weight_power}")
+    return {"query_primary": args.query == "first", "nee_at_query": args.cache_light == "indirect",
+            "cache_weight_power": args.cache_weight_power}
 
 
 def run_render(args) -> int:
@@ -22,7 +34,8 @@ def run_render(args) -> int:
     metrics = render_command(args.scene, args.out, frames=args.frames, use_cache=not args.no_cache,
                              animate=args.animate, width=args.width, height=args.height,
                              reference_spp=args.reference_spp, position_encoding=args.encoding, seed=args.seed,
-                             device=args.device, quiet=args.quiet, reference_folder=args.reference_dir)
+                             device=args.device, quiet=args.quiet, reference_folder=args.reference_dir,
+                             options=settings_options(args))
     t = metrics["seconds_per_frame"]
     print(f"MSE {metrics['mse']:.4e} after {metrics['frames']} frames in {metrics['seconds']:.1f} s "
           f"({t['tracing']:.3f} s tracing, {t['inference']:.3f} s inference, {t['training']:.3f} s training per "
@@ -52,6 +65,15 @@ def register(commands) -> None:
                         help="folder of cached references (default: $INGP_CACHE_DIR/nrc or ~/.cache/ingp/nrc)")
     render.add_argument("--encoding", choices=("hashgrid", "trianglewave", "oneblob"), default="hashgrid",
                         help="the cache's position encoding (default: hashgrid)")
+    render.add_argument("--query", choices=("first", "spread"), default=QUERY_DEFAULT,
+                        help="where a rendering path ends in the cache: at its first vertex, or where NRC's "
+                             f"path-spread heuristic says (default: {QUERY_DEFAULT})")
+    render.add_argument("--cache-light", choices=("indirect", "scattered"), default="indirect",
+                        help="what the cache learns: indirect light, each query vertex taking its own next-event "
+                             "estimate (default), or all scattered light (NRC as published)")
+    render.add_argument("--cache-weight-power", type=float, default=2.0, metavar="P",
+                        help="the shown image weights frame k's cache part by k^P, so the young cache of the first "
+                             "frames fades (0: plain mean of the frames; default: 2)")
     render.add_argument("--threads", type=positive_int,
                         help="CPU threads for the path tracer (default: numba's; the cache uses one)")
     render.add_argument("--seed", type=seed_number, default=1337)

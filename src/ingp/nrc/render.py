@@ -2,14 +2,31 @@
 
 One frame (``Renderer.frame``), for a ``width x height`` image at one path per pixel:
 
-1. trace (numba): every path gathers emission + next-event estimates until the path-spread heuristic ends it in
-   the cache; a random ``train_fraction`` of the paths go on as training paths, recording each vertex, and end in
-   the cache again at their tail (``unbiased_fraction`` of them ignore the cache and run until Russian roulette
-   stops them);
+1. trace (numba): every path gathers emission and next-event estimates until it ends in a cache query; a random
+   ``train_fraction`` of the paths go on as training paths, recording each vertex, and end in the cache again at
+   their tail by NRC's path-spread heuristic (``unbiased_fraction`` of them ignore the cache and run until Russian
+   roulette stops them);
 2. inference (torch): one batched cache query for all rendering ends and training tails; the pixel is what the path
-   gathered plus its throughput times the cache's radiance;
+   gathered plus its throughput times the cache's radiance (``cache_term``);
 3. training (torch): targets walk back from each tail (``L_s(v) = nee_v + ratio_v L_s(v+1)``) and the cache takes
    ``steps`` optimiser steps on batches of those vertices -- after the frame used it, as NRC does.
+
+Where a rendering path ends and what the cache holds (measured in ``benchmarks/nrc.py``; docs/benchmarks.md):
+
+* default: the cache holds the *indirect* scattered light only (``nee_at_query``: each query vertex takes its own
+  next-event estimate, so sharp shadows of direct light never go through the network) and every rendering path
+  ends at its first vertex (``query_primary``): the pixel is emission + one light sample + the cache, so its noise
+  is that of direct lighting alone. This deviates from NRC, whose paths end where the spread heuristic says, in a
+  cache of all scattered light; on a CPU at 1 path per pixel, ending after the first bounce kept the first bounce's
+  noise (the Cornell box's paths end at their second vertex anyway) and cost as much as a plain frame.
+* NRC as published: ``query_primary=False, nee_at_query=False`` (``ingp nrc render --query spread --cache-light
+  scattered``).
+
+Pixel jitter and the first vertex's light sample are stratified over frames (``stratified``: Roberts' R2 / R3
+sequences, rotated per pixel), for the plain path tracer too; with iid jitter the light's edges alone made 90 % of
+the Cornell box's per-frame variance at 256², which no cache can remove. The shown image is :class:`Progressive`: the mean
+of what the paths gathered plus a ``k^p``-weighted mean of the cache's part, so the young cache of the first frames
+fades fast.
 
 ``use_cache=False`` is the plain path tracer (same code, paths end by Russian roulette only).
 """
@@ -31,7 +48,7 @@ from .cache import RadianceCache, cache_config
 from .scene import Scene
 from .tracer import trace_paths
 
-TRACER_VERSION = 1  # bump when the estimator changes: cached references are keyed on it
+TRACER_VERSION = 2  # bump when the estimator changes: cached references are keyed on it
 
 
 @dataclass
@@ -40,15 +57,19 @@ class Settings:
     height: int = 256
     use_cache: bool = True
     spread_c: float = 0.01          # NRC's c: end the path once its spread exceeds c * a0
-    train_fraction: float = 1 / 16  # share of the paths extended as training paths (4096 at 256²)
+    train_fraction: float = 1 / 8   # share of the paths extended as training paths (8192 at 256²)
     unbiased_fraction: float = 1 / 16  # training paths whose tail ignores the cache
-    steps: int = 2                  # optimiser steps per frame
+    steps: int = 4                  # optimiser steps per frame
     batch_size: int = 4096          # training vertices per step
     max_vertices: int = 12          # recorded vertices per training path
     max_depth: int = 64             # hard cap on path length (Russian roulette ends nearly all paths before)
     rr_depth: int = 3
     position_encoding: str = "hashgrid"
     seed: int = 1337
+    query_primary: bool = True      # end every rendering path in the cache at its first vertex (not NRC's spread)
+    nee_at_query: bool = True       # the cache holds indirect light only; query vertices take their own NEE
+    stratified: bool = True         # pixel jitter from a per-pixel rotated R2 sequence over frames (else uniform)
+    cache_weight_power: float = 2.0  # the shown image weights frame k's cache part by k^p (see Progressive)
 
 
 class Renderer:
@@ -64,12 +85,27 @@ class Renderer:
             if s.use_cache else None
         self.rng = np.random.default_rng(s.seed)
         self.index = 0
+        self.cache_term = None  # (H, W, 3) after each cached frame: the part of its image the cache gave
+        # per-pixel Cranley-Patterson rotation of the R2 sequence: each frame's jitter is uniform in the pixel, and
+        # a pixel's jitters over frames are well spread, so edge aliasing averages out faster than with iid jitter
+        # (the first vertex's light sample likewise, from R3)
+        self.rotation = self.rng.random((s.height * s.width, 5)) if s.stratified else None
+
+    def camera_rays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """This frame's camera rays ``(orig, dirs)`` (H*W, 3) and first-vertex light samples (H*W, 3) (None
+        without ``stratified``: then the jitter comes from ``self.rng`` and the light sample from the tracer)."""
+        s = self.settings
+        if self.rotation is None:
+            return (*self.scene.camera.rays(s.width, s.height, self.rng), None)
+        jitter = ((self.rotation[:, :2] + r_sequence(self.index, 2)) % 1.0).reshape(s.height, s.width, 2)
+        orig, dirs = self.scene.camera.rays(s.width, s.height, jitter=jitter)
+        return orig, dirs, (self.rotation[:, 2:] + r_sequence(self.index, 3)) % 1.0
 
     def frame(self) -> tuple[np.ndarray, dict]:
         """One frame: ``(image (H, W, 3) linear radiance, seconds {"tracing", "inference", "training"})``."""
         s, scene = self.settings, self.scene
         n = s.width * s.height
-        orig, dirs = scene.camera.rays(s.width, s.height, self.rng)
+        orig, dirs, prim_u = self.camera_rays()
         slots = np.full(n, -1, dtype=np.int64)
         n_train = max(1, round(s.train_fraction * n)) if self.cache is not None else 0
         unbiased = np.zeros(max(n_train, 1), dtype=np.bool_)
@@ -80,15 +116,17 @@ class Renderer:
         t0 = time.perf_counter()
         fr = trace_paths(scene, orig, dirs, seed, use_cache=self.cache is not None, spread_c=s.spread_c,
                          max_depth=s.max_depth, rr_depth=s.rr_depth, train_slot=slots, train_unbiased=unbiased,
-                         max_vertices=s.max_vertices)
+                         max_vertices=s.max_vertices, query_primary=s.query_primary, nee_at_query=s.nee_at_query,
+                         prim_u=prim_u)
         t1 = time.perf_counter()
         image = fr.radiance
         if self.cache is not None:
             queries = np.concatenate([fr.q_feat[fr.q_valid], fr.tail_feat[:n_train]])
             predicted = self.cache.predict(queries)
             n_q = int(fr.q_valid.sum())
-            image = image.copy()
-            image[fr.q_valid] += fr.q_beta[fr.q_valid] * predicted[:n_q]
+            self.cache_term = np.zeros_like(image)
+            self.cache_term[fr.q_valid] = fr.q_beta[fr.q_valid] * predicted[:n_q]
+            image = image + self.cache_term
             t2 = time.perf_counter()
             if n_train:
                 from .tracer import training_targets
@@ -102,21 +140,77 @@ class Renderer:
             raise InputError(f"scene {scene.name!r}: the path tracer produced non-finite radiance in frame "
                              f"{self.index} (check emission values)")
         self.index += 1
+        if self.cache is not None:
+            self.cache_term = self.cache_term.reshape(s.height, s.width, 3)
         return image.reshape(s.height, s.width, 3), {"tracing": t1 - t0, "inference": t2 - t1, "training": t3 - t2}
 
 
-    def cache_image(self) -> np.ndarray:
-        """What the cache alone says the image is: emission seen at the pixel centres' first hits plus the cache's
-        scattered radiance there, (H, W, 3). Noise-free, so its MSE against the reference measures the cache's
-        error directly (plus pixel-centre aliasing at edges); it does not train the cache."""
+    def cache_image(self, light_samples: int = 16) -> np.ndarray:
+        """What the cache says the image is at the pixel centres' first hits: emission plus the cache's scattered
+        radiance there, (H, W, 3); with ``nee_at_query`` the cache holds the indirect part and the direct part is
+        the mean of ``light_samples`` stratified next-event samples. Noise-free (nearly, with ``nee_at_query``), so
+        its MSE against the reference measures the cache's error (plus pixel-centre aliasing at edges); it does
+        not train the cache."""
         s = self.settings
         orig, dirs = self.scene.camera.rays(s.width, s.height)
-        # spread_c = -1: every path "spreads" at its first vertex, so it ends there in a cache query
-        fr = trace_paths(self.scene, orig, dirs, 0, use_cache=True, spread_c=-1.0, max_depth=2)
-        image = fr.radiance.copy()
+        rounds = light_samples if s.nee_at_query else 1
+        rotation = np.random.default_rng(0).random((len(orig), 3))
+        direct = np.zeros((len(orig), 3))
+        for k in range(rounds):
+            fr = trace_paths(self.scene, orig, dirs, k, use_cache=True, query_primary=True, max_depth=2,
+                             nee_at_query=s.nee_at_query, prim_u=(rotation + r_sequence(k, 3)) % 1.0)
+            direct += fr.radiance / rounds
+        image = direct
         if self.cache is not None:
             image[fr.q_valid] += fr.q_beta[fr.q_valid] * self.cache.predict(fr.q_feat[fr.q_valid])
         return image.reshape(s.height, s.width, 3)
+
+
+class Progressive:
+    """The shown image after n frames: the plain mean of what the paths gathered themselves (emission, next-event
+    estimates: unbiased and noisy) plus a ``k^power``-weighted mean of the frames' cache parts (throughput times
+    the cache's answer: nearly noise-free, but biased while the cache is young). Weighting frame k by k^p makes the
+    first frames' untrained cache fade as 1/n^(p+1) instead of 1/n, at no cost in noise, since that part has
+    almost none; p = 0 is the plain mean of the frames. Without a cache the image is the plain mean."""
+
+    def __init__(self, shape: tuple, power: float = 0.0):
+        self.power = float(power)
+        self.gathered = np.zeros(shape)
+        self.cached = np.zeros(shape)
+        self.weight = 0.0
+        self.count = 0
+
+    def add(self, image: np.ndarray, cache_term: np.ndarray | None = None) -> None:
+        """One frame: ``image`` (H, W, 3) as :meth:`Renderer.frame` returns it, ``cache_term`` its cache part
+        (``Renderer.cache_term``; None: no cache)."""
+        self.count += 1
+        if cache_term is None:
+            self.gathered += image
+            return
+        w = float(self.count) ** self.power
+        self.gathered += image - cache_term
+        self.cached += w * cache_term
+        self.weight += w
+
+    def image(self) -> np.ndarray:
+        """The current estimate (H, W, 3)."""
+        shown = self.gathered / max(self.count, 1)
+        return shown + self.cached / self.weight if self.weight > 0 else shown
+
+    def reset(self) -> None:
+        self.gathered[:] = 0
+        self.cached[:] = 0
+        self.weight, self.count = 0.0, 0
+
+
+def r_sequence(index: int, dims: int) -> np.ndarray:
+    """The ``index``-th point of Roberts' R_d low-discrepancy sequence in [0, 1)^dims, shape (dims,): the fractional
+    parts of ``0.5 + (index + 1) * phi_d^-(k+1)``, with ``phi_d`` the root of ``x^(d+1) = x + 1`` above 1."""
+    phi = 2.0
+    for _ in range(60):  # fixed-point iteration, converges to double precision well within 60 steps
+        phi = (1.0 + phi) ** (1.0 / (dims + 1))
+    alpha = phi ** -np.arange(1, dims + 1, dtype=np.float64)
+    return (0.5 + alpha * (index + 1)) % 1.0
 
 
 def mse(image: np.ndarray, reference: np.ndarray) -> float:

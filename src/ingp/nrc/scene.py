@@ -37,8 +37,10 @@ class Camera:
     up: tuple = (0.0, 1.0, 0.0)
     fov_y: float = 40.0  # degrees
 
-    def rays(self, width: int, height: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Pinhole rays through the pixels (jittered inside each pixel when ``rng`` is given, else through centres).
+    def rays(self, width: int, height: int, rng: np.random.Generator | None = None,
+             jitter: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pinhole rays through the pixels: at ``jitter`` (H, W, 2) in [0, 1)^2 (x, y) inside each pixel when
+        given, else uniformly jittered when ``rng`` is given, else through the centres.
 
         Returns origins ``(H*W, 3)`` and unit directions ``(H*W, 3)``, float64, row-major from the top-left pixel."""
         o, t, up = (np.asarray(v, dtype=np.float64) for v in (self.origin, self.target, self.up))
@@ -47,7 +49,9 @@ class Camera:
         right /= np.linalg.norm(right)
         true_up = np.cross(right, forward)
         jy, jx = np.mgrid[0:height, 0:width].astype(np.float64)
-        if rng is None:
+        if jitter is not None:
+            jx, jy = jx + jitter[..., 0], jy + jitter[..., 1]
+        elif rng is None:
             jx, jy = jx + 0.5, jy + 0.5
         else:
             jx, jy = jx + rng.random(jx.shape), jy + rng.random(jy.shape)

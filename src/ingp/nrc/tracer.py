@@ -16,6 +16,13 @@ enough, ``(sum_{i>=2} sqrt(|x_{i-1} - x_i|² / (pdf(w_{i-1}) |cos theta_i|)))² 
 throughput). Training paths (``train_slot[i] >= 0``) continue past that vertex and record every vertex's features,
 ``nee_v`` and ``ratio_v``; their tail ends in the cache by the same heuristic applied to the suffix, except for
 ``train_unbiased`` ones, which go on until Russian roulette (or ``max_vertices``) ends them.
+
+Two options change what the cache stands for and where it is asked (a deviation from NRC, measured in
+``benchmarks/nrc.py``): with ``nee_at_query`` a query vertex first takes its own next-event estimate, so the cache
+learns only the *indirect* scattered radiance ``L_i(x_v) = ratio_v * L_s(x_{v+1})`` -- smooth, without the sharp
+shadows of direct light; with ``query_primary`` every rendering path ends at its first vertex (after that vertex's
+next-event estimate when combined), instead of where the spread heuristic says. ``prim_u`` hands in the first
+vertex's light sample (the renderer stratifies it over frames, per pixel, as it does the pixel jitter).
 """
 
 from __future__ import annotations
@@ -164,14 +171,19 @@ def _features(out, px, py, pz, wox, woy, woz, nx, ny, nz, mat, diffuse, specular
 @njit(cache=True, parallel=True)
 def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exponent, emission, emitters,
           emitter_cdf, emitter_area, bmin, bsize, use_cache, spread_c, max_depth, rr_depth, train_slot,
-          train_unbiased, max_vertices, radiance, q_feat, q_beta, q_valid, t_feat, t_nee, t_ratio, t_count,
-          tail_feat, tail_valid):
+          train_unbiased, max_vertices, query_primary, nee_at_query, prim_u, radiance, q_feat, q_beta, q_valid, t_feat,
+          t_nee, t_ratio, t_count, tail_feat, tail_valid, tail_nee):
     """Trace one path per ray ``orig, dirs`` (N, 3); write the outputs in place.
 
     radiance (N, 3): what the path gathered before it ended (or before its cache query).
     q_feat (N, N_FEATURES), q_beta (N, 3), q_valid (N,): the cache query ending the path and its throughput.
     For path i with slot s = train_slot[i] >= 0 (S slots, V = max_vertices): t_feat (S, V, N_FEATURES), t_nee
-    (S, V, 3), t_ratio (S, V, 3), t_count (S,) recorded vertices; tail_feat (S, N_FEATURES), tail_valid (S,).
+    (S, V, 3), t_ratio (S, V, 3), t_count (S,) recorded vertices; tail_feat (S, N_FEATURES), tail_valid (S,),
+    tail_nee (S, 3) the next-event estimate at the tail (``nee_at_query`` only).
+    ``prim_u`` (N, 3) or (0, 3): when given, path i's next-event sample at its first vertex (emitter pick, two
+    barycentric coordinates) instead of random numbers. ``query_primary``: the rendering query is at the first
+    vertex, whatever the spread. ``nee_at_query``: a query vertex (rendering end or training tail) first takes its
+    next-event estimate, so the cache stands for the *indirect* part only (see the module docstring).
     """
     n = orig.shape[0]
     two_pi = 2.0 * math.pi
@@ -217,23 +229,29 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
             if diffuse[m, 0] + diffuse[m, 1] + diffuse[m, 2] + specular[m, 0] + specular[m, 1] + specular[m, 2] <= 0:
                 break  # an emitter (or a black surface) scatters nothing
             wox, woy, woz = -dx, -dy, -dz
+            query_now = False
+            tail_now = False
             if use_cache:
-                if rendering and (sum_all * sum_all > spread_c * a0 or depth == max_depth - 1):
+                if rendering and (query_primary or sum_all * sum_all > spread_c * a0 or depth == max_depth - 1):
                     _features(q_feat[i], px, py, pz, wox, woy, woz, nx, ny, nz, m, diffuse, specular, exponent,
                               bmin, bsize)
                     q_beta[i, 0], q_beta[i, 1], q_beta[i, 2] = br, bg, bb
                     q_valid[i] = True
-                    rendering = False
-                    if slot < 0:
-                        break
+                    query_now = True
+                    if not nee_at_query:
+                        rendering = False
+                        if slot < 0:
+                            break
                 elif (not rendering and not unbiased
                       and (sum_suffix * sum_suffix > spread_c * a0 or nv == max_vertices or depth == max_depth - 1)):
                     _features(tail_feat[slot], px, py, pz, wox, woy, woz, nx, ny, nz, m, diffuse, specular,
                               exponent, bmin, bsize)
                     tail_valid[slot] = True
-                    break
+                    if not nee_at_query:
+                        break
+                    tail_now = True
             cur = -1
-            if slot >= 0:
+            if slot >= 0 and not tail_now:
                 if nv == max_vertices:
                     break
                 cur = nv
@@ -242,6 +260,10 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
                           bmin, bsize)
             # next-event estimation: one uniform point on the emitters (by area), one shadow ray
             state, u = _next(state)
+            state, u1 = _next(state)
+            state, u2 = _next(state)
+            if depth == 0 and prim_u.shape[0] > 0:  # the caller's (stratified) sample for the first vertex
+                u, u1, u2 = prim_u[i, 0], prim_u[i, 1], prim_u[i, 2]
             lo, hi = 0, emitters.shape[0] - 1
             while lo < hi:
                 mid = (lo + hi) // 2
@@ -250,8 +272,6 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
                 else:
                     hi = mid
             ek = emitters[lo]
-            state, u1 = _next(state)
-            state, u2 = _next(state)
             su = math.sqrt(u1)
             b1, b2 = su * (1.0 - u2), su * u2
             sx = v0[ek, 0] + b1 * e1[ek, 0] + b2 * e2[ek, 0]
@@ -275,6 +295,13 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
                 lr += br * nr
                 lg += bg * ng
                 lb += bb * nb
+            if tail_now:  # nee_at_query: the tail's own direct light, then the cache's indirect there
+                tail_nee[slot, 0], tail_nee[slot, 1], tail_nee[slot, 2] = nr, ng, nb
+                break
+            if query_now and nee_at_query:
+                rendering = False
+                if slot < 0:
+                    break
             if cur >= 0:
                 t_nee[slot, cur, 0], t_nee[slot, cur, 1], t_nee[slot, cur, 2] = nr, ng, nb
                 t_ratio[slot, cur, 0], t_ratio[slot, cur, 1], t_ratio[slot, cur, 2] = 0.0, 0.0, 0.0
@@ -324,13 +351,16 @@ class Frame:
         self.t_count = np.zeros(s, dtype=np.int64)
         self.tail_feat = np.zeros((s, N_FEATURES))
         self.tail_valid = np.zeros(s, dtype=np.bool_)
+        self.tail_nee = np.zeros((s, 3))
         self.n_slots = n_slots
+        self.nee_at_query = False
 
 
 def trace_paths(scene, orig: np.ndarray, dirs: np.ndarray, seed: int, *, use_cache: bool = False,
                 spread_c: float = 0.01, max_depth: int = 64, rr_depth: int = 3,
                 train_slot: np.ndarray | None = None, train_unbiased: np.ndarray | None = None,
-                max_vertices: int = 16) -> Frame:
+                max_vertices: int = 16, query_primary: bool = False, nee_at_query: bool = False,
+                prim_u: np.ndarray | None = None) -> Frame:
     """Trace one path per ray (``orig``, ``dirs``: (N, 3)) through ``scene``; see :func:`trace`.
 
     ``train_slot`` (N,) int: -1, or the slot where path i records its vertices (slots 0..S-1, each used once);
@@ -347,8 +377,11 @@ def trace_paths(scene, orig: np.ndarray, dirs: np.ndarray, seed: int, *, use_cac
           scene.diffuse, scene.specular, scene.exponent, scene.emission, scene.emitters, scene.emitter_cdf,
           float(scene.emitter_area), scene.bbox_min, scene.bbox_size, bool(use_cache), float(spread_c),
           int(max_depth), int(rr_depth), np.ascontiguousarray(train_slot, dtype=np.int64),
-          np.ascontiguousarray(train_unbiased, dtype=np.bool_), int(max_vertices), out.radiance, out.q_feat,
-          out.q_beta, out.q_valid, out.t_feat, out.t_nee, out.t_ratio, out.t_count, out.tail_feat, out.tail_valid)
+          np.ascontiguousarray(train_unbiased, dtype=np.bool_), int(max_vertices), bool(query_primary),
+          bool(nee_at_query), np.zeros((0, 3)) if prim_u is None else np.ascontiguousarray(prim_u, np.float64),
+          out.radiance, out.q_feat, out.q_beta, out.q_valid, out.t_feat, out.t_nee, out.t_ratio,
+          out.t_count, out.tail_feat, out.tail_valid, out.tail_nee)
+    out.nee_at_query = bool(nee_at_query)
     return out
 
 
@@ -356,12 +389,15 @@ def training_targets(frame: Frame, tail_radiance: np.ndarray) -> tuple[np.ndarra
     """Features (K, N_FEATURES) and scattered-radiance targets (K, 3) of every recorded training vertex.
 
     ``tail_radiance`` (S, 3): the cache's prediction at each slot's tail (ignored where ``tail_valid`` is False).
-    Walks back from the tail: ``L_s(v) = nee_v + ratio_v * L_s(v + 1)``."""
+    Walks back from the tail: ``L_s(v) = nee_v + ratio_v * L_s(v + 1)``. For a frame traced with ``nee_at_query``
+    the cache holds the indirect part: the tail's scattered radiance is ``tail_nee + tail_radiance`` and each
+    vertex's target is its indirect part ``L_s(v) - nee_v = ratio_v * L_s(v + 1)``."""
     s, v = frame.n_slots, frame.t_feat.shape[1]
     if s == 0:
         return np.zeros((0, N_FEATURES)), np.zeros((0, 3))
     count = frame.t_count[:s]
-    following = np.where(frame.tail_valid[:s, None], tail_radiance[:s], 0.0)
+    tail = tail_radiance[:s] + frame.tail_nee[:s] if frame.nee_at_query else tail_radiance[:s]
+    following = np.where(frame.tail_valid[:s, None], tail, 0.0)
     targets = np.zeros((s, v, 3))
     for j in range(v - 1, -1, -1):
         inside = (j < count)[:, None]
@@ -369,5 +405,7 @@ def training_targets(frame: Frame, tail_radiance: np.ndarray) -> tuple[np.ndarra
         # the vertex after j is the tail for the last recorded vertex, else vertex j + 1
         after = np.where(at_tail, following, targets[:, j + 1] if j + 1 < v else 0.0)
         targets[:, j] = np.where(inside, frame.t_nee[:s, j] + frame.t_ratio[:s, j] * after, 0.0)
+    if frame.nee_at_query:
+        targets = targets - frame.t_nee[:s]
     mask = np.arange(v)[None, :] < count[:, None]
     return frame.t_feat[:s][mask], targets[mask]
