@@ -24,9 +24,9 @@ Where a rendering path ends and what the cache holds (measured in ``benchmarks/n
 
 Pixel jitter and the first vertex's light sample are stratified over frames (``stratified``: Roberts' R2 / R3
 sequences, rotated per pixel), for the plain path tracer too; with iid jitter the light's edges alone made 90 % of
-the Cornell box's per-frame variance at 256², which no cache can remove. The shown image is :class:`Progressive`: the mean
-of what the paths gathered plus a ``k^p``-weighted mean of the cache's part, so the young cache of the first frames
-fades fast.
+the Cornell box's per-frame variance at 256², which no cache can remove. The shown image is :class:`Progressive`:
+the mean of what the paths gathered plus a ``k^p``-weighted mean of the cache's part, so the young cache of the
+first frames fades fast.
 
 ``use_cache=False`` is the plain path tracer (same code, paths end by Russian roulette only).
 """
