@@ -75,3 +75,15 @@ def test_cli_options_select_the_settings(query, light):
     args = argparse.Namespace(query=query, cache_light=light, cache_weight_power=1.5)
     assert settings_options(args) == {"query_primary": query == "first", "nee_at_query": light == "indirect",
                                       "cache_weight_power": 1.5}
+
+
+@pytest.mark.parametrize("power", [float("nan"), -1.0, 9.0])
+def test_a_bad_cache_weight_power_is_refused_with_one_line(power):
+    import argparse
+
+    from ingp.errors import InputError
+    from ingp.nrc.cli import settings_options
+
+    args = argparse.Namespace(query="first", cache_light="indirect", cache_weight_power=power)
+    with pytest.raises(InputError, match="--cache-weight-power must be in"):
+        settings_options(args)
