@@ -199,7 +199,7 @@ def test_cli_compress_writes_a_file_that_decodes(tmp_path, capsys):
     assert main(["image", "compress", str(src), "--out", str(out), "--steps", "20", "--quiet"]) == 0
     assert "bits per pixel" in capsys.readouterr().out
     pixels, header = decode_bytes(out.read_bytes())
-    assert pixels.shape == (16, 16, 3) and header.n_levels == 7
+    assert pixels.shape == (16, 16, 3) and header.n_levels == CodecOptions().n_levels == 8
 
 
 @pytest.fixture(scope="module")
