@@ -91,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--reference-spp", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--light-samples", type=int, default=1,
+                        help="next-event samples at each pixel's first vertex, for every contender (default 1)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads for the cache (default 1: see ingp/nrc/cli.py; try 2 on a quiet machine)")
     parser.add_argument("--scenes", nargs="+", default=["cornell", "glossy"])
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     size = args.size
     print(f"# NRC benchmark: {size}x{size}, tracer {args.threads} threads, cache {args.torch_threads} thread(s), "
-          f"torch {torch.__version__}, load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+          f"{args.light_samples} light sample(s) at the first vertex, torch {torch.__version__}, "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     refs = {}
 
     def ref(name, **params):
@@ -122,6 +125,7 @@ def main(argv=None) -> int:
     def contender(label, name, use_cache, encoding="hashgrid", seed=1337, scene=None, **overrides):
         """``scene``: the scene's parameters; ``overrides``: further Settings fields."""
         scene = scene or {}
+        overrides.setdefault("light_samples", args.light_samples)
         settings = Settings(width=size, height=size, use_cache=use_cache, position_encoding=encoding, seed=seed,
                             **overrides)
         return Contender(label, Renderer(load_scene(name, **scene), settings), ref(name, **scene))

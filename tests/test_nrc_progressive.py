@@ -72,9 +72,9 @@ def test_cli_options_select_the_settings(query, light):
 
     from ingp.nrc.cli import settings_options
 
-    args = argparse.Namespace(query=query, cache_light=light, cache_weight_power=1.5)
+    args = argparse.Namespace(query=query, cache_light=light, cache_weight_power=1.5, light_samples=3)
     assert settings_options(args) == {"query_primary": query == "first", "nee_at_query": light == "indirect",
-                                      "cache_weight_power": 1.5}
+                                      "cache_weight_power": 1.5, "light_samples": 3}
 
 
 @pytest.mark.parametrize("power", [float("nan"), -1.0, 9.0])
@@ -87,3 +87,14 @@ def test_a_bad_cache_weight_power_is_refused_with_one_line(power):
     args = argparse.Namespace(query="first", cache_light="indirect", cache_weight_power=power)
     with pytest.raises(InputError, match="--cache-weight-power must be in"):
         settings_options(args)
+
+
+def test_frames_with_several_light_samples_use_consecutive_r3_points():
+    r = Renderer(load_scene("cornell"), Settings(width=8, height=8, use_cache=False, light_samples=3, seed=4))
+    r.index = 5
+    _, _, prim_u = r.camera_rays()
+    assert prim_u.shape == (64, 9)
+    for j in range(3):  # frame 5's samples are R3 points 15, 16, 17, each rotated per pixel
+        assert np.allclose(prim_u[:, 3 * j:3 * j + 3], (r.rotation[:, 2 + 3 * j:5 + 3 * j] + r_sequence(15 + j, 3)) % 1)
+    image, _ = r.frame()
+    assert image.shape == (8, 8, 3) and np.isfinite(image).all() and image.mean() > 0

@@ -211,3 +211,20 @@ def test_given_first_vertex_light_samples_are_used_and_unbiased():
     mean = frame.radiance.mean(axis=0)
     print(f"lit floor with given first-vertex samples: {mean} expected {expected:.5f}")
     assert np.all(np.abs(mean - expected) < 0.005 * expected)  # tighter than iid sampling's 1 % (4 std errs)
+
+
+def test_several_light_samples_at_the_first_vertex_average_to_the_same_answer_with_less_noise():
+    albedo, half, height, le = 0.5, 0.5, 1.0, 2.0
+    scene = _lit_floor(albedo, half, height, le)
+    n = 20000
+    o = np.tile([1.5, 0.4, 0.3], (n, 1))
+    d = -o / np.linalg.norm(o, axis=1, keepdims=True)
+    expected = albedo * le * 4 * _parallel_rectangle_form_factor(half, half, height)
+    one = tracer.trace_paths(scene, o, d, seed=21, max_depth=1).radiance[:, 0]
+    four = tracer.trace_paths(scene, o, d, seed=22, max_depth=1, first_light=4).radiance[:, 0]
+    print(f"lit floor, 1 vs 4 light samples: mean {one.mean():.5f} / {four.mean():.5f} (expected {expected:.5f}), "
+          f"std {one.std():.4f} / {four.std():.4f}")
+    assert abs(four.mean() - expected) < 4 * four.std() / math.sqrt(n)
+    assert 0.4 < four.std() / one.std() < 0.6  # 1/sqrt(4) for independent samples
+    with pytest.raises(ValueError, match="first_light"):
+        tracer.trace_paths(scene, o[:4], d[:4], seed=1, first_light=2, prim_u=np.zeros((4, 3)))

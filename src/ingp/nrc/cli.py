@@ -12,11 +12,11 @@ QUERY_DEFAULT = "first"
 
 
 def settings_options(args) -> dict:
-    """The render Settings fields the options --query, --cache-light and --cache-weight-power set."""
+    """The render Settings fields the options --query, --cache-light, --cache-weight-power, --light-samples set."""
     if not (args.cache_weight_power >= 0 and args.cache_weight_power <= 8):
         raise InputError(f"--cache-weight-power must be in [0, 8], got {args.cache_weight_power}")
     return {"query_primary": args.query == "first", "nee_at_query": args.cache_light == "indirect",
-            "cache_weight_power": args.cache_weight_power}
+            "cache_weight_power": args.cache_weight_power, "light_samples": getattr(args, "light_samples", 1)}
 
 
 def run_render(args) -> int:
@@ -74,6 +74,9 @@ def register(commands) -> None:
     render.add_argument("--cache-weight-power", type=float, default=2.0, metavar="P",
                         help="the shown image weights frame k's cache part by k^P, so the young cache of the first "
                              "frames fades (0: plain mean of the frames; default: 2)")
+    render.add_argument("--light-samples", type=positive_int, default=1, metavar="K",
+                        help="next-event samples at each pixel's first vertex, with or without the cache "
+                             "(default: 1)")
     render.add_argument("--threads", type=positive_int,
                         help="CPU threads for the path tracer (default: numba's; the cache uses one)")
     render.add_argument("--seed", type=seed_number, default=1337)

@@ -70,6 +70,7 @@ class Settings:
     nee_at_query: bool = True       # the cache holds indirect light only; query vertices take their own NEE
     stratified: bool = True         # pixel jitter from a per-pixel rotated R2 sequence over frames (else uniform)
     cache_weight_power: float = 2.0  # the shown image weights frame k's cache part by k^p (see Progressive)
+    light_samples: int = 1          # next-event samples at the first vertex (plain path tracing and cache alike)
 
 
 class Renderer:
@@ -89,17 +90,19 @@ class Renderer:
         # per-pixel Cranley-Patterson rotation of the R2 sequence: each frame's jitter is uniform in the pixel, and
         # a pixel's jitters over frames are well spread, so edge aliasing averages out faster than with iid jitter
         # (the first vertex's light sample likewise, from R3)
-        self.rotation = self.rng.random((s.height * s.width, 5)) if s.stratified else None
+        self.rotation = self.rng.random((s.height * s.width, 2 + 3 * s.light_samples)) if s.stratified else None
 
     def camera_rays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """This frame's camera rays ``(orig, dirs)`` (H*W, 3) and first-vertex light samples (H*W, 3) (None
+        """This frame's camera rays ``(orig, dirs)`` (H*W, 3) and first-vertex light samples (H*W, 3 k) (None
         without ``stratified``: then the jitter comes from ``self.rng`` and the light sample from the tracer)."""
         s = self.settings
         if self.rotation is None:
             return (*self.scene.camera.rays(s.width, s.height, self.rng), None)
         jitter = ((self.rotation[:, :2] + r_sequence(self.index, 2)) % 1.0).reshape(s.height, s.width, 2)
         orig, dirs = self.scene.camera.rays(s.width, s.height, jitter=jitter)
-        return orig, dirs, (self.rotation[:, 2:] + r_sequence(self.index, 3)) % 1.0
+        k = s.light_samples  # frame n's light samples are points n k .. n k + k - 1 of R3
+        light = np.concatenate([r_sequence(self.index * k + j, 3) for j in range(k)])
+        return orig, dirs, (self.rotation[:, 2:] + light) % 1.0
 
     def frame(self) -> tuple[np.ndarray, dict]:
         """One frame: ``(image (H, W, 3) linear radiance, seconds {"tracing", "inference", "training"})``."""
@@ -117,7 +120,7 @@ class Renderer:
         fr = trace_paths(scene, orig, dirs, seed, use_cache=self.cache is not None, spread_c=s.spread_c,
                          max_depth=s.max_depth, rr_depth=s.rr_depth, train_slot=slots, train_unbiased=unbiased,
                          max_vertices=s.max_vertices, query_primary=s.query_primary, nee_at_query=s.nee_at_query,
-                         prim_u=prim_u)
+                         prim_u=prim_u, first_light=s.light_samples)
         t1 = time.perf_counter()
         image = fr.radiance
         if self.cache is not None:

@@ -171,8 +171,8 @@ def _features(out, px, py, pz, wox, woy, woz, nx, ny, nz, mat, diffuse, specular
 @njit(cache=True, parallel=True)
 def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exponent, emission, emitters,
           emitter_cdf, emitter_area, bmin, bsize, use_cache, spread_c, max_depth, rr_depth, train_slot,
-          train_unbiased, max_vertices, query_primary, nee_at_query, prim_u, radiance, q_feat, q_beta, q_valid, t_feat,
-          t_nee, t_ratio, t_count, tail_feat, tail_valid, tail_nee):
+          train_unbiased, max_vertices, query_primary, nee_at_query, prim_u, first_light, radiance, q_feat, q_beta,
+          q_valid, t_feat, t_nee, t_ratio, t_count, tail_feat, tail_valid, tail_nee):
     """Trace one path per ray ``orig, dirs`` (N, 3); write the outputs in place.
 
     radiance (N, 3): what the path gathered before it ended (or before its cache query).
@@ -180,8 +180,9 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
     For path i with slot s = train_slot[i] >= 0 (S slots, V = max_vertices): t_feat (S, V, N_FEATURES), t_nee
     (S, V, 3), t_ratio (S, V, 3), t_count (S,) recorded vertices; tail_feat (S, N_FEATURES), tail_valid (S,),
     tail_nee (S, 3) the next-event estimate at the tail (``nee_at_query`` only).
-    ``prim_u`` (N, 3) or (0, 3): when given, path i's next-event sample at its first vertex (emitter pick, two
-    barycentric coordinates) instead of random numbers. ``query_primary``: the rendering query is at the first
+    ``first_light``: next-event samples (averaged) at the first vertex. ``prim_u`` (N, 3 * first_light) or (0, 3):
+    when given, path i's next-event samples at its first vertex (emitter pick, two barycentric coordinates each)
+    instead of random numbers. ``query_primary``: the rendering query is at the first
     vertex, whatever the spread. ``nee_at_query``: a query vertex (rendering end or training tail) first takes its
     next-event estimate, so the cache stands for the *indirect* part only (see the module docstring).
     """
@@ -258,39 +259,46 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
                 nv += 1
                 _features(t_feat[slot, cur], px, py, pz, wox, woy, woz, nx, ny, nz, m, diffuse, specular, exponent,
                           bmin, bsize)
-            # next-event estimation: one uniform point on the emitters (by area), one shadow ray
-            state, u = _next(state)
-            state, u1 = _next(state)
-            state, u2 = _next(state)
-            if depth == 0 and prim_u.shape[0] > 0:  # the caller's (stratified) sample for the first vertex
-                u, u1, u2 = prim_u[i, 0], prim_u[i, 1], prim_u[i, 2]
-            lo, hi = 0, emitters.shape[0] - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if emitter_cdf[mid] < u:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            ek = emitters[lo]
-            su = math.sqrt(u1)
-            b1, b2 = su * (1.0 - u2), su * u2
-            sx = v0[ek, 0] + b1 * e1[ek, 0] + b2 * e2[ek, 0]
-            sy = v0[ek, 1] + b1 * e1[ek, 1] + b2 * e2[ek, 1]
-            sz = v0[ek, 2] + b1 * e1[ek, 2] + b2 * e2[ek, 2]
-            qx, qy, qz = px + OFFSET * nx, py + OFFSET * ny, pz + OFFSET * nz  # the shadow ray's origin
-            cx, cy, cz = sx - qx, sy - qy, sz - qz
-            dist2 = cx * cx + cy * cy + cz * cz
-            dist = math.sqrt(dist2)
-            wix, wiy, wiz = cx / dist, cy / dist, cz / dist
-            cos_l = -(normal[ek, 0] * wix + normal[ek, 1] * wiy + normal[ek, 2] * wiz)
+            # next-event estimation: one uniform point on the emitters (by area), one shadow ray (first_light of
+            # them, averaged, at the first vertex)
             nr, ng, nb = 0.0, 0.0, 0.0
-            if cos_l > 0.0:
-                fr, fg, fb, _ = _bsdf_eval(m, diffuse, specular, exponent, nx, ny, nz, wox, woy, woz, wix, wiy, wiz)
-                if fr + fg + fb > 0.0:
-                    if not _occluded(qx, qy, qz, wix, wiy, wiz, dist, v0, e1, e2):
-                        em = material[ek]
-                        g = cos_l * emitter_area / dist2
-                        nr, ng, nb = fr * emission[em, 0] * g, fg * emission[em, 1] * g, fb * emission[em, 2] * g
+            n_light = first_light if depth == 0 else 1
+            for j in range(n_light):
+                state, u = _next(state)
+                state, u1 = _next(state)
+                state, u2 = _next(state)
+                if depth == 0 and prim_u.shape[0] > 0:  # the caller's (stratified) sample for the first vertex
+                    u, u1, u2 = prim_u[i, 3 * j], prim_u[i, 3 * j + 1], prim_u[i, 3 * j + 2]
+                lo, hi = 0, emitters.shape[0] - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if emitter_cdf[mid] < u:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                ek = emitters[lo]
+                su = math.sqrt(u1)
+                b1, b2 = su * (1.0 - u2), su * u2
+                sx = v0[ek, 0] + b1 * e1[ek, 0] + b2 * e2[ek, 0]
+                sy = v0[ek, 1] + b1 * e1[ek, 1] + b2 * e2[ek, 1]
+                sz = v0[ek, 2] + b1 * e1[ek, 2] + b2 * e2[ek, 2]
+                qx, qy, qz = px + OFFSET * nx, py + OFFSET * ny, pz + OFFSET * nz  # the shadow ray's origin
+                cx, cy, cz = sx - qx, sy - qy, sz - qz
+                dist2 = cx * cx + cy * cy + cz * cz
+                dist = math.sqrt(dist2)
+                wix, wiy, wiz = cx / dist, cy / dist, cz / dist
+                cos_l = -(normal[ek, 0] * wix + normal[ek, 1] * wiy + normal[ek, 2] * wiz)
+                if cos_l > 0.0:
+                    fr, fg, fb, _ = _bsdf_eval(m, diffuse, specular, exponent, nx, ny, nz, wox, woy, woz,
+                                               wix, wiy, wiz)
+                    if fr + fg + fb > 0.0:
+                        if not _occluded(qx, qy, qz, wix, wiy, wiz, dist, v0, e1, e2):
+                            em = material[ek]
+                            g = cos_l * emitter_area / dist2
+                            g /= n_light
+                            nr += fr * emission[em, 0] * g
+                            ng += fg * emission[em, 1] * g
+                            nb += fb * emission[em, 2] * g
             if rendering:
                 lr += br * nr
                 lg += bg * ng
@@ -360,12 +368,15 @@ def trace_paths(scene, orig: np.ndarray, dirs: np.ndarray, seed: int, *, use_cac
                 spread_c: float = 0.01, max_depth: int = 64, rr_depth: int = 3,
                 train_slot: np.ndarray | None = None, train_unbiased: np.ndarray | None = None,
                 max_vertices: int = 16, query_primary: bool = False, nee_at_query: bool = False,
-                prim_u: np.ndarray | None = None) -> Frame:
+                prim_u: np.ndarray | None = None, first_light: int = 1) -> Frame:
     """Trace one path per ray (``orig``, ``dirs``: (N, 3)) through ``scene``; see :func:`trace`.
 
     ``train_slot`` (N,) int: -1, or the slot where path i records its vertices (slots 0..S-1, each used once);
     ``train_unbiased`` (S,) bool: that training path ignores the cache at its tail."""
     n = len(orig)
+    if first_light < 1 or (prim_u is not None and prim_u.shape != (n, 3 * first_light)):
+        raise ValueError(f"first_light must be >= 1 with prim_u of shape ({n}, {3 * first_light}), got "
+                         f"{first_light} and {None if prim_u is None else prim_u.shape}")
     if train_slot is None:
         train_slot = np.full(n, -1, dtype=np.int64)
     n_slots = int(train_slot.max()) + 1 if n else 0
@@ -379,7 +390,7 @@ def trace_paths(scene, orig: np.ndarray, dirs: np.ndarray, seed: int, *, use_cac
           int(max_depth), int(rr_depth), np.ascontiguousarray(train_slot, dtype=np.int64),
           np.ascontiguousarray(train_unbiased, dtype=np.bool_), int(max_vertices), bool(query_primary),
           bool(nee_at_query), np.zeros((0, 3)) if prim_u is None else np.ascontiguousarray(prim_u, np.float64),
-          out.radiance, out.q_feat, out.q_beta, out.q_valid, out.t_feat, out.t_nee, out.t_ratio,
+          int(first_light), out.radiance, out.q_feat, out.q_beta, out.q_valid, out.t_feat, out.t_nee, out.t_ratio,
           out.t_count, out.tail_feat, out.tail_valid, out.tail_nee)
     out.nee_at_query = bool(nee_at_query)
     return out
