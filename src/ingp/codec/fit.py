@@ -131,7 +131,7 @@ def fit(pixels: np.ndarray, o: CodecOptions) -> CodecModel:
         for group in optimizer.param_groups:
             group["lr"] = lr
         recon, bits = model(mode, noise)
-        loss = (torch.mean((recon - target) ** 2) + o.lam * bits / (h * w))
+        loss = torch.mean((recon - target) ** 2) + o.lam * bits / (h * w)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
