@@ -35,7 +35,8 @@ def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--error-map", action=argparse.BooleanOptionalAction, default=None,
                    help="draw training pixels by a running per-image error map")
     g.add_argument("--contraction", choices=("none", "linf", "l2"),
-                   help="contract the background outside the unit cube for the hash grid")
+                   help="contract the background outside the unit cube for the hash grid (default: linf for real "
+                        "captures, aabb_scale > 1; none for synthetic objects)")
     g.add_argument("--occupancy-decay", type=_fraction, metavar="DECAY",
                    help="occupancy grid decay per update (instant-ngp 0.95)")
     g.add_argument("--occupancy-threshold", type=positive_float, metavar="TAU",
