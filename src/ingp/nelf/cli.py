@@ -53,7 +53,7 @@ def add_distill_parser(verbs) -> None:
                    help="grid: 4-D hash-grid light field (default); r2l: R2L-style residual MLP over ray points")
     p.add_argument("--config", type=Path, help="student config JSON (ingp.nelf.model.default_student_config's "
                                                "keys); // comments allowed")
-    p.add_argument("--pseudo-rays", type=positive_int, help="teacher-rendered rays to cache (default 2^19)")
+    p.add_argument("--pseudo-rays", type=positive_int, help="teacher-rendered rays to cache (default 2^23, ~300 MB)")
     p.add_argument("--batch-size", type=positive_int, help="rays per step (default 2^14)")
     p.add_argument("--seed", type=int, default=1337, help="random seed (default: 1337)")
     add_device_argument(p)

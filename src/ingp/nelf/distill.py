@@ -30,7 +30,7 @@ from .model import build_student, default_student_config
 from .pseudo import PseudoCache
 from .rays import scene_frame
 
-DEFAULT_TRAINING = {"batch_size": 1 << 14, "real_fraction": 0.5, "pseudo_rays": 1 << 19, "max_angle": 20.0,
+DEFAULT_TRAINING = {"batch_size": 1 << 14, "real_fraction": 0.5, "pseudo_rays": 1 << 23, "max_angle": 20.0,
                     "distance_jitter": 0.1}
 
 
