@@ -57,14 +57,17 @@ class Surface(torch.nn.Module):
             {"n_dims_to_encode": 3, "otype": "SphericalHarmonics", "degree": 4}]}
         self.col = NetworkWithInputEncoding(6, 3, enc, {**g["network"], "output_activation": "Sigmoid"}, seed=2)
         for m in (self.geo, self.col): m.check_inputs = False
-    def forward(self, o, d, detach=False):
+    def colour(self, o, d, t):
+        """(N, 3) rays, (N,) depths -> (N, 3) rgb of the fresh 3-D colour field at o + t d, looking along d."""
+        p = ((o + t[:, None] * d - centre) / radius * 0.5 + 0.5).clamp(0, 1)
+        return self.col(torch.cat([p, d * 0.5 + 0.5], 1))
+    def forward(self, o, d):
+        """-> colour over white (N, 3), depth fraction f (N,), opacity a (N,), chord ends t_in, t_out (N,)."""
         t_in, t_out, hit = chord(o, d, centre, radius)
         x, _ = two_sphere(o, d, centre, radius, frame)
         g = self.geo(x)
         f, a = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1])
-        t = t_in + f * (t_out - t_in)
-        p = ((o + t[:, None] * d - centre) / radius * 0.5 + 0.5).clamp(0, 1)
-        rgb = self.col(torch.cat([p, d * 0.5 + 0.5], 1))
+        rgb = self.colour(o, d, t_in + f * (t_out - t_in))
         out = a[:, None] * rgb + (1 - a[:, None])
         out = torch.where(hit[:, None], out, torch.ones_like(out))
         return out, f, a, t_in, t_out
@@ -74,16 +77,8 @@ class TeacherColour(Surface):
         super().__init__()
         import copy
         self.col = copy.deepcopy(model)
-    def forward(self, o, d, detach=False):
-        t_in, t_out, hit = chord(o, d, centre, radius)
-        x, _ = two_sphere(o, d, centre, radius, frame)
-        g = self.geo(x)
-        f, a = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1])
-        t = t_in + f * (t_out - t_in)
-        _, rgb = self.col(o + t[:, None] * d, d)
-        out = a[:, None] * rgb + (1 - a[:, None])
-        out = torch.where(hit[:, None], out, torch.ones_like(out))
-        return out, f, a, t_in, t_out
+    def colour(self, o, d, t):
+        return self.col(o + t[:, None] * d, d)[1]
 
 if kind == "grid":
     student = GridLightField(default_student_config("grid"), sphere, 1)
