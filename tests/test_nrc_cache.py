@@ -115,6 +115,9 @@ def test_frame_is_gathered_radiance_plus_throughput_times_cache():
     fr = tracer.trace_paths(r.scene, orig, dirs, seed, use_cache=True, train_slot=slots, train_unbiased=unbiased,
                             max_vertices=s.max_vertices, prim_u=prim_u, query_primary=s.query_primary,
                             nee_at_query=s.nee_at_query)
+    r.index -= 1  # the emitters' pixels take the same extra camera rays as in that frame
+    r.supersample_emission(fr.radiance, fr.emitted)
+    r.index += 1
     # the cache has trained since; so compare only the pixels that did not query it
     plain = ~fr.q_valid
     assert plain.any() and fr.q_valid.mean() > 0.5
@@ -123,3 +126,10 @@ def test_frame_is_gathered_radiance_plus_throughput_times_cache():
     assert np.allclose((image - r.cache_term).reshape(-1, 3), fr.radiance)
     assert np.all(r.cache_term.reshape(-1, 3)[plain] == 0) and np.any(r.cache_term > 0)
     assert np.all(fr.q_beta[fr.q_valid] >= 0)
+
+
+def test_young_cache_takes_warmup_steps_per_frame():
+    r = _renderer(warmup_steps=5, warmup_frames=2)  # then steps=2 per frame
+    for expected in (5, 10, 12, 14):
+        r.frame()
+        assert r.cache.steps == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..cli import add_device_argument, positive_int, seed_number
@@ -9,28 +10,47 @@ from ..errors import InputError
 
 
 QUERY_DEFAULT = "first"
+EDGE_SAMPLES_DEFAULT = 16  # render.Settings.edge_samples (not imported here: this module stays light)
 
 
 def settings_options(args) -> dict:
-    """The render Settings fields the options --query, --cache-light, --cache-weight-power, --light-samples set."""
+    """The render Settings fields the options --query, --cache-light, --cache-weight-power, --light-samples,
+    --edge-samples set."""
     if not (args.cache_weight_power >= 0 and args.cache_weight_power <= 8):
         raise InputError(f"--cache-weight-power must be in [0, 8], got {args.cache_weight_power}")
+    if getattr(args, "edge_samples", 0) < 0:
+        raise InputError(f"--edge-samples must be 0 or more, got {args.edge_samples}")
     return {"query_primary": args.query == "first", "nee_at_query": args.cache_light == "indirect",
-            "cache_weight_power": args.cache_weight_power, "light_samples": getattr(args, "light_samples", 1)}
+            "cache_weight_power": args.cache_weight_power, "light_samples": getattr(args, "light_samples", 1),
+            "edge_samples": getattr(args, "edge_samples", EDGE_SAMPLES_DEFAULT)}
+
+
+def cache_threads(requested: int | None, tracer_threads: int) -> int:
+    """Torch threads for the cache: ``requested``, else the tracer's count on an idle machine and 1 on a busy one.
+
+    Tracer and cache take turns, so both may use every core (quiet 2-core machine: 0.105 vs 0.125 s per cached
+    frame with 2 cache threads vs 1). But on a busy CPU each of the cache's hundreds of small ops per frame waits
+    at a barrier for a descheduled thread (measured: 2-3 ms vs 5-130 us per op; frames 10x slower or worse), so
+    there it gets one. Busy: the 1-minute load average is above (cores - 1)."""
+    if requested:
+        return requested
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) - 1
+    except OSError:  # no load average on this platform
+        busy = False
+    return 1 if busy else tracer_threads
 
 
 def run_render(args) -> int:
     from .commands import render_command
 
+    import numba
     import torch
 
     from .tracer import set_threads
 
-    # The cache runs hundreds of small torch ops per frame; with several intra-op threads each op waits at a barrier
-    # for every thread, which on a busy CPU costs milliseconds per op (measured: 2-3 ms vs 5-130 us per op). So torch
-    # gets one thread and the tracer (one parallel region per frame) gets --threads.
-    torch.set_num_threads(1)
     set_threads(args.threads)
+    torch.set_num_threads(cache_threads(args.cache_threads, numba.get_num_threads()))
     metrics = render_command(args.scene, args.out, frames=args.frames, use_cache=not args.no_cache,
                              animate=args.animate, width=args.width, height=args.height,
                              reference_spp=args.reference_spp, position_encoding=args.encoding, seed=args.seed,
@@ -77,8 +97,14 @@ def register(commands) -> None:
     render.add_argument("--light-samples", type=positive_int, default=1, metavar="K",
                         help="next-event samples at each pixel's first vertex, with or without the cache "
                              "(default: 1)")
+    render.add_argument("--edge-samples", type=int, default=EDGE_SAMPLES_DEFAULT, metavar="K",
+                        help="extra camera rays per frame, for directly seen emission only, at the pixels of "
+                             f"emitters' images (0: none; default: {EDGE_SAMPLES_DEFAULT})")
     render.add_argument("--threads", type=positive_int,
-                        help="CPU threads for the path tracer (default: numba's; the cache uses one)")
+                        help="CPU threads for the path tracer (default: numba's)")
+    render.add_argument("--cache-threads", type=positive_int,
+                        help="torch threads for the cache (default: as many as the tracer, or 1 if the machine is "
+                             "busy at the start)")
     render.add_argument("--seed", type=seed_number, default=1337)
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true", help="print only the result line")

@@ -38,17 +38,23 @@ class Camera:
     fov_y: float = 40.0  # degrees
 
     def rays(self, width: int, height: int, rng: np.random.Generator | None = None,
-             jitter: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             jitter: np.ndarray | None = None, pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Pinhole rays through the pixels: at ``jitter`` (H, W, 2) in [0, 1)^2 (x, y) inside each pixel when
-        given, else uniformly jittered when ``rng`` is given, else through the centres.
+        given, else uniformly jittered when ``rng`` is given, else through the centres. ``pixels`` (M,): only those
+        (flat row-major indices; ``jitter`` then (M, 2)).
 
-        Returns origins ``(H*W, 3)`` and unit directions ``(H*W, 3)``, float64, row-major from the top-left pixel."""
+        Returns origins ``(H*W, 3)`` (or ``(M, 3)``) and unit directions of the same shape, float64, row-major from
+        the top-left pixel."""
         o, t, up = (np.asarray(v, dtype=np.float64) for v in (self.origin, self.target, self.up))
         forward = (t - o) / np.linalg.norm(t - o)
         right = np.cross(forward, up)
         right /= np.linalg.norm(right)
         true_up = np.cross(right, forward)
-        jy, jx = np.mgrid[0:height, 0:width].astype(np.float64)
+        if pixels is None:
+            jy, jx = np.mgrid[0:height, 0:width].astype(np.float64)
+        else:
+            jy, jx = np.divmod(np.asarray(pixels), width)
+            jy, jx = jy.astype(np.float64), jx.astype(np.float64)
         if jitter is not None:
             jx, jy = jx + jitter[..., 0], jy + jitter[..., 1]
         elif rng is None:

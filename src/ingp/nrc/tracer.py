@@ -171,11 +171,12 @@ def _features(out, px, py, pz, wox, woy, woz, nx, ny, nz, mat, diffuse, specular
 @njit(cache=True, parallel=True)
 def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exponent, emission, emitters,
           emitter_cdf, emitter_area, bmin, bsize, use_cache, spread_c, max_depth, rr_depth, train_slot,
-          train_unbiased, max_vertices, query_primary, nee_at_query, prim_u, first_light, radiance, q_feat, q_beta,
-          q_valid, t_feat, t_nee, t_ratio, t_count, tail_feat, tail_valid, tail_nee):
+          train_unbiased, max_vertices, query_primary, nee_at_query, prim_u, first_light, radiance, emitted, q_feat,
+          q_beta, q_valid, t_feat, t_nee, t_ratio, t_count, tail_feat, tail_valid, tail_nee):
     """Trace one path per ray ``orig, dirs`` (N, 3); write the outputs in place.
 
-    radiance (N, 3): what the path gathered before it ended (or before its cache query).
+    radiance (N, 3): what the path gathered before it ended (or before its cache query); emitted (N, 3): the
+    emission seen at the first hit (part of radiance).
     q_feat (N, N_FEATURES), q_beta (N, 3), q_valid (N,): the cache query ending the path and its throughput.
     For path i with slot s = train_slot[i] >= 0 (S slots, V = max_vertices): t_feat (S, V, N_FEATURES), t_nee
     (S, V, 3), t_ratio (S, V, 3), t_count (S,) recorded vertices; tail_feat (S, N_FEATURES), tail_valid (S,),
@@ -221,6 +222,7 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
                     lr += emission[m, 0]
                     lg += emission[m, 1]
                     lb += emission[m, 2]
+                    emitted[i, 0], emitted[i, 1], emitted[i, 2] = emission[m, 0], emission[m, 1], emission[m, 2]
                 a0 = t * t / (2.0 * two_pi * abs_cos)
             else:
                 term = math.sqrt(t * t / (prev_pdf * abs_cos))
@@ -338,6 +340,26 @@ def trace(orig, dirs, seed, v0, e1, e2, normal, material, diffuse, specular, exp
             t_count[slot] = nv
 
 
+@njit(cache=True, parallel=True)
+def _first_emission(orig, dirs, v0, e1, e2, normal, material, emission, out):
+    for i in prange(orig.shape[0]):
+        ox, oy, oz = orig[i, 0], orig[i, 1], orig[i, 2]
+        dx, dy, dz = dirs[i, 0], dirs[i, 1], dirs[i, 2]
+        t, k = _intersect(ox, oy, oz, dx, dy, dz, v0, e1, e2, 1e30)
+        if k >= 0 and normal[k, 0] * dx + normal[k, 1] * dy + normal[k, 2] * dz < 0.0:
+            m = material[k]
+            out[i, 0], out[i, 1], out[i, 2] = emission[m, 0], emission[m, 1], emission[m, 2]
+
+
+def first_emission(scene, orig: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """The emission a ray sees at its first hit, (N, 3) for rays (N, 3): exactly the emission term that
+    :func:`trace` counts for a camera ray (front faces only), without the rest of the path."""
+    out = np.zeros((len(orig), 3))
+    _first_emission(np.ascontiguousarray(orig, dtype=np.float64), np.ascontiguousarray(dirs, dtype=np.float64),
+                    scene.v0, scene.e1, scene.e2, scene.normal, scene.material, scene.emission, out)
+    return out
+
+
 def set_threads(n: int | None) -> None:
     """Cap numba's worker threads (the machine is shared); None leaves numba's default."""
     if n is not None:
@@ -349,6 +371,7 @@ class Frame:
 
     def __init__(self, n: int, n_slots: int, max_vertices: int):
         self.radiance = np.zeros((n, 3))
+        self.emitted = np.zeros((n, 3))
         self.q_feat = np.zeros((n, N_FEATURES))
         self.q_beta = np.zeros((n, 3))
         self.q_valid = np.zeros(n, dtype=np.bool_)
@@ -390,8 +413,8 @@ def trace_paths(scene, orig: np.ndarray, dirs: np.ndarray, seed: int, *, use_cac
           int(max_depth), int(rr_depth), np.ascontiguousarray(train_slot, dtype=np.int64),
           np.ascontiguousarray(train_unbiased, dtype=np.bool_), int(max_vertices), bool(query_primary),
           bool(nee_at_query), np.zeros((0, 3)) if prim_u is None else np.ascontiguousarray(prim_u, np.float64),
-          int(first_light), out.radiance, out.q_feat, out.q_beta, out.q_valid, out.t_feat, out.t_nee, out.t_ratio,
-          out.t_count, out.tail_feat, out.tail_valid, out.tail_nee)
+          int(first_light), out.radiance, out.emitted, out.q_feat, out.q_beta, out.q_valid, out.t_feat, out.t_nee,
+          out.t_ratio, out.t_count, out.tail_feat, out.tail_valid, out.tail_nee)
     out.nee_at_query = bool(nee_at_query)
     return out
 
