@@ -79,6 +79,7 @@ def test_nerfstudio_json_round_trip(tmp_path):
     (lambda m: m["keyframes"][3].update(fov=180), "keyframe 3: 'fov' must be above 0 and below 180"),
     (lambda m: m["keyframes"][1].pop("matrix"), "keyframe 1: no 'matrix'"),
     (lambda m: m.update(fps=-1), "'fps' must be above 0"),
+    (lambda m: m.update(fps=1e9), "more than 100000 (check 'fps', 'seconds' and the transitions)"),
 ])
 def test_bad_keyframes_are_one_line_naming_file_and_keyframe(tmp_path, edit, message):
     meta = cp.path_json(ring(4), 50.0, 32, 24, fps=8, seconds=1.0)

@@ -32,6 +32,7 @@ from ..runs import read_json
 DEFAULT_FPS = 30.0
 DEFAULT_SECONDS = 6.0
 DEFAULT_FOV = 50.0
+MAX_FRAMES = 100_000  # ~55 min at 30 fps: a longer path is a typo in fps / seconds, not a video to render
 
 
 @dataclass
@@ -128,6 +129,9 @@ def read_camera_path(path: Path, default_size: tuple[int, int] | None = None) ->
     if keyframes:
         loop = bool(meta.get("is_cycle", False))
         times = keyframe_times(path, meta, transitions, loop)
+        if times[-1] * fps > MAX_FRAMES:
+            raise InputError(f"{path}: {times[-1]:g} s at {fps:g} fps is {times[-1] * fps:.0f} frames, more than "
+                             f"{MAX_FRAMES} (check 'fps', 'seconds' and the transitions)")
         c2w, fov = interpolate(c2w, fov, times, fps, loop)
     return PathCameras(c2w=c2w, fov=fov, width=width, height=height, fps=fps)
 
