@@ -46,6 +46,20 @@ def test_run_dir_round_trip_and_errors(tmp_path):
     assert resolve_device("cpu") == torch.device("cpu")
 
 
+def test_a_damaged_nelf_config_names_the_missing_key(tmp_path):
+    import json
+
+    config = {"primitive": "nelf", "teacher": {"path": "t", "psnr": 30.0, "ssim": 0.9},
+              "model": {"student": "grid", "sphere": {}}, "training": {"seed": 0}}
+    RunDir.create(tmp_path / "ok", config)
+    RunDir(tmp_path / "ok", primitive="nelf")  # complete: opens
+    del config["teacher"]["path"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({"format": "ingp-run", "version": 1, **config}))
+    with pytest.raises(InputError, match="a damaged nelf run: the key 'teacher.path' is missing"):
+        RunDir(tmp_path / "bad", primitive="nelf")
+
+
 def test_train_stops_on_budget_and_saves():
     saved = []
     p = train(lambda i: torch.tensor(1.0 / (i + 1)), Budget(steps=5), save=saved.append, quiet=True)

@@ -41,6 +41,8 @@ SCHEMA = {
     "nerf": ("data.path", "data.aabb", "data.aabb_scale", "data.downscale", "model", "training.seed",
              "training.cone_angle"),
     "nrc": ("scene", "settings"),
+    "nelf": ("teacher.path", "teacher.psnr", "teacher.ssim", "model", "model.student", "model.sphere",
+             "training.seed"),
 }
 
 
