@@ -166,12 +166,13 @@ class Renderer:
         """Replace, in place, the directly seen emission ``seen`` (H*W, 3) in ``radiance`` (H*W, 3) at the
         pixels of emitters' images (pixels whose camera ray has hit an emitter in some frame, and their 8
         neighbours) by the mean over the frame's ray and ``edge_samples`` more, stratified over frames (R2
-        rotated per pixel). Each pixel's estimate stays unbiased (the set of pixels depends only on earlier
-        frames and this frame's own ray); the aliasing of an emitter's edges -- at 1 path per pixel most of the
-        Cornell box's error, the same with or without a cache -- falls several-fold."""
+        rotated per pixel). Each pixel's estimate stays unbiased: the set of pixels comes from earlier frames only
+        (this frame's hits join it afterwards; chosen by them, a pixel would be averaged exactly when its own ray
+        hit). The aliasing of an emitter's edges -- at 1 path per pixel most of the Cornell box's error, the same
+        with or without a cache -- falls several-fold."""
         s, scene = self.settings, self.scene
-        self.sees_emitter |= seen.any(axis=1).reshape(s.height, s.width)
         pixels = np.flatnonzero(self.emitter_pixels())
+        self.sees_emitter |= seen.any(axis=1).reshape(s.height, s.width)
         if not len(pixels):
             return
         k = s.edge_samples
