@@ -15,6 +15,7 @@ from ingp.cli import main
 from ingp.codec import bitstream, fixedpoint, laplace
 from ingp.codec.decode import coding_order, decode_bytes, wavefront_order
 from ingp.codec.fit import CodecModel, CodecOptions, compress_pixels, fit, laplace_bits
+from ingp.codec.init import colour_axis
 from ingp.codec.latents import CONTEXT, level_sizes, synthesis_input, upsample2x
 from ingp.codec.networks import MLP
 from ingp.image.io import write_image
@@ -253,3 +254,23 @@ def test_rate_search_keeps_the_best_trial_meeting_the_target():
     assert lams[1] < lams[0]  # under budget: lambda bisected downwards
     hard = compress_image(pixels, image, o, psnr=200.0, trials=2)  # unreachable: the closest trial
     assert hard["psnr"] == max(p for _, _, p in hard["trials"])
+
+
+def test_pyramid_start_decodes_to_the_image_on_its_principal_colour_axis():
+    """Before any step, the model started from ``init.initial_state`` gives back mean + ((x - mean) . a) a for every
+    pixel x (a: the first principal direction, checked against an SVD), through the ReLU MLP and the upsampling."""
+    pixels = _image(21, 30, 3, seed=5)
+    flat = pixels.reshape(-1, 3).astype(np.float64)
+    mean, axis = colour_axis(pixels)
+    ref_axis = np.linalg.svd(flat - flat.mean(0), full_matrices=False)[2][0]
+    assert np.allclose(mean, flat.mean(0)) and abs(abs(axis @ ref_axis) - 1) < 1e-9
+    o = CodecOptions(lam=5e-4, n_levels=4, syn_hidden=8)
+    model = CodecModel(21, 30, 3, o)
+    model.start_from(pixels, o)
+    with torch.no_grad():
+        levels = model.latents
+        recon = model.synthesis(synthesis_input(levels).reshape(4, -1).T).double().numpy()
+    expected = mean + ((flat - mean) @ axis)[:, None] * axis
+    print(f"max |start - projection|: {np.abs(recon - expected).max():.3g}")
+    assert np.abs(recon - expected).max() < 1e-5
+    assert float(levels[0].abs().max()) > 1 and float(levels[3].abs().max()) > 1  # detail and coarse both used
