@@ -96,7 +96,8 @@ class Renderer:
         # a pixel's jitters over frames are well spread, so edge aliasing averages out faster than with iid jitter
         # (the first vertex's light sample likewise, from R3)
         self.rotation = self.rng.random((s.height * s.width, 2 + 3 * s.light_samples)) if s.stratified else None
-        self.sees_emitter = np.zeros((s.height, s.width), dtype=np.bool_)  # a camera ray of it hit an emitter
+        self.sees_emitter = np.zeros((s.height, s.width), dtype=np.bool_)  # find_emitters or a camera ray saw one
+        self.emitters_of = None  # the scene find_emitters last looked at
         self.edge_rotation = np.random.default_rng(s.seed + 1).random((s.height * s.width, 2))
 
     def camera_rays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -129,6 +130,8 @@ class Renderer:
                          max_vertices=s.max_vertices, query_primary=s.query_primary, nee_at_query=s.nee_at_query,
                          prim_u=prim_u, first_light=s.light_samples)
         if s.edge_samples:
+            if self.emitters_of is not self.scene:  # the first frame, or the scene changed (a light moved)
+                self.find_emitters()
             self.supersample_emission(fr.radiance, fr.emitted)
         t1 = time.perf_counter()
         image = fr.radiance
@@ -158,18 +161,31 @@ class Renderer:
         return image.reshape(s.height, s.width, 3), {"tracing": t1 - t0, "inference": t2 - t1, "training": t3 - t2}
 
     def emitter_pixels(self) -> np.ndarray:
-        """(H, W) bool: the pixels of emitters' images -- a camera ray of theirs hit an emitter in some frame so
-        far -- and their 8 neighbours."""
+        """(H, W) bool: the pixels of emitters' images -- ``find_emitters`` or a camera ray of theirs saw an
+        emitter -- and their 8 neighbours."""
         return dilate(self.sees_emitter)
+
+    def find_emitters(self, grid: int = 2) -> None:
+        """Mark the pixels whose ``grid`` x ``grid`` regular points see an emitter; run before the first frame of
+        a scene (the frame's own rays may not choose its pixels to supersample, and an unsupersampled first frame
+        weighs on the mean for long)."""
+        s = self.settings
+        points = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid)), -1).reshape(-1, 1, 2) + 0.5) / grid
+        n = s.width * s.height
+        jitter = np.broadcast_to(points, (grid * grid, n, 2)).reshape(-1, 2)
+        seen = first_emission(self.scene, *self.scene.camera.rays(s.width, s.height, jitter=jitter,
+                                                                   pixels=np.tile(np.arange(n), grid * grid)))
+        self.sees_emitter |= seen.reshape(grid * grid, s.height, s.width, 3).any(axis=(0, 3))
+        self.emitters_of = self.scene
 
     def supersample_emission(self, radiance: np.ndarray, seen: np.ndarray) -> None:
         """Replace, in place, the directly seen emission ``seen`` (H*W, 3) in ``radiance`` (H*W, 3) at the
-        pixels of emitters' images (pixels whose camera ray has hit an emitter in some frame, and their 8
-        neighbours) by the mean over the frame's ray and ``edge_samples`` more, stratified over frames (R2
-        rotated per pixel). Each pixel's estimate stays unbiased: the set of pixels comes from earlier frames only
-        (this frame's hits join it afterwards; chosen by them, a pixel would be averaged exactly when its own ray
-        hit). The aliasing of an emitter's edges -- at 1 path per pixel most of the Cornell box's error, the same
-        with or without a cache -- falls several-fold."""
+        pixels of emitters' images (``emitter_pixels``) by the mean over the frame's ray and ``edge_samples``
+        more, stratified over frames (R2 rotated per pixel). Each pixel's estimate stays unbiased: the set of
+        pixels comes from a pre-pass and earlier frames only (this frame's hits join it afterwards; chosen by
+        them, a pixel would be averaged exactly when its own ray hit). The aliasing of an emitter's edges -- at
+        1 path per pixel most of the Cornell box's error, the same with or without a cache -- falls
+        several-fold."""
         s, scene = self.settings, self.scene
         pixels = np.flatnonzero(self.emitter_pixels())
         self.sees_emitter |= seen.any(axis=1).reshape(s.height, s.width)
