@@ -1245,8 +1245,11 @@ def test_ctrl_c_on_view_is_quiet(tmp_path):
 
     run = image_run(tmp_path / "run", encoding={"n_levels": 16, "log2_hashmap_size": 17, "per_level_scale": 1.5})
     read, write = os.pipe()
+    # a suite started in the background by a non-interactive shell inherits SIGINT ignored, and so would the
+    # server: give it the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen([sys.executable, "-m", "ingp", "view", str(run), "--port", "0"], stdout=write,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(write)
     try:
         line = os.read(read, 1000).decode()
