@@ -148,6 +148,9 @@ def test_cli_defaults_match_the_settings_and_bad_edge_samples_are_refused():
     args = argparse.Namespace(query="first", cache_light="indirect", cache_weight_power=2.0, edge_samples=-1)
     with pytest.raises(InputError, match="--edge-samples"):
         cli.settings_options(args)
+    args.edge_samples = 10**9  # would allocate rays without bound
+    with pytest.raises(InputError, match=r"--edge-samples must be in \[0, 1024\]"):
+        cli.settings_options(args)
 
 
 def test_cache_threads_follow_the_request_else_the_load(monkeypatch):

@@ -11,6 +11,7 @@ from ..errors import InputError
 
 QUERY_DEFAULT = "first"
 EDGE_SAMPLES_DEFAULT = 16  # render.Settings.edge_samples (not imported here: this module stays light)
+MAX_EDGE_SAMPLES = 1024  # each is an array of rays over the emitters' pixels per frame; 64 already cost more than gave
 
 
 def settings_options(args) -> dict:
@@ -18,8 +19,8 @@ def settings_options(args) -> dict:
     --edge-samples set."""
     if not (args.cache_weight_power >= 0 and args.cache_weight_power <= 8):
         raise InputError(f"--cache-weight-power must be in [0, 8], got {args.cache_weight_power}")
-    if getattr(args, "edge_samples", 0) < 0:
-        raise InputError(f"--edge-samples must be 0 or more, got {args.edge_samples}")
+    if not 0 <= getattr(args, "edge_samples", 0) <= MAX_EDGE_SAMPLES:
+        raise InputError(f"--edge-samples must be in [0, {MAX_EDGE_SAMPLES}], got {args.edge_samples}")
     return {"query_primary": args.query == "first", "nee_at_query": args.cache_light == "indirect",
             "cache_weight_power": args.cache_weight_power, "light_samples": getattr(args, "light_samples", 1),
             "edge_samples": getattr(args, "edge_samples", EDGE_SAMPLES_DEFAULT)}
