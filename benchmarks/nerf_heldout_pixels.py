@@ -38,9 +38,9 @@ def main() -> None:
     evaluated = [0]
     forward = model.forward
 
-    def counting(x, dirs, image=None):
+    def counting(x, dirs, image=None, ray=None):
         evaluated[0] += len(x)
-        return forward(x, dirs, image)
+        return forward(x, dirs, image, ray=ray)
 
     model.forward = counting
     t0 = time.perf_counter()

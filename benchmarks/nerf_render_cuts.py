@@ -12,7 +12,6 @@ import argparse
 import time
 
 import ingp.nerf.march as march_module
-import ingp.nerf.render as render_module
 from ingp.nerf.commands import load_run
 from ingp.nerf.evaluate import ground_truth, psnr, render_view
 from ingp.nerf.fit import load_splits
@@ -51,10 +50,9 @@ def main() -> None:
           "| PSNR vs photo | PSNR vs exact |\n|---|---|---|---|---|---|---|---|---|")
     for tau, cut in CUTS:
         grid.bitfield = bits if tau is None else bits & (grid.density > tau)
-        render_module.MIN_TRANSMITTANCE = cut  # module global: read by render_rays at each call
         stats.update(samples=0, march=0.0, network=0.0)
         t = time.perf_counter()
-        image = render_view(model, grid, test, 0, cone=cone)[0]
+        image = render_view(model, grid, test, 0, cone=cone, min_transmittance=cut)[0]
         seconds = time.perf_counter() - t
         exact = image if exact is None else exact
         vs_exact = "-" if image is exact else f"{psnr(image, exact):.2f}"

@@ -850,6 +850,17 @@ def _(w, t):
     return ["nerf", "render", str(w / "nerf_run"), "--out", str(w / "nerf_run"), *CPU, "--quiet"], ["nerf_run"]
 
 
+@case("nerf-render-min-transmittance-one")
+def _(w, t):
+    return ["nerf", "render", str(w / "nerf_run"), "--out", str(t / "f"), "--min-transmittance", "1", *CPU,
+            "--quiet"], ["--min-transmittance"]
+
+
+@case("nerf-fit-distortion-loss-negative")
+def _(w, t):
+    return nerf_fit(w / "ball", t / "out", "--distortion-loss", "-0.1"), ["--distortion-loss"]
+
+
 @case("nerf-render-orbit-bad-suffix")
 def _(w, t):
     return ["nerf", "render", str(w / "nerf_run"), "--out", str(t / "o.txt"), "--orbit", "2", *CPU, "--quiet"], \

@@ -77,6 +77,12 @@ def test_fit_resume_eval_render_mesh(ball, tmp_path, capsys):
     assert main(["nerf", "render", str(run), "--out", str(out), "--depth", "--quiet", "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["r_0.png", "r_0_depth.png", "r_1.png", "r_1_depth.png"]
     assert np.asarray(Image.open(out / "r_0.png")).shape == (SIZE, SIZE, 3)
+    scored = np.asarray(Image.open(run / "eval" / "r_0.png")).astype(int)  # eval stops rays at 1e-4 ...
+    assert main(["nerf", "render", str(run), "--out", str(tmp_path / "exact"), "--min-transmittance", "1e-4",
+                 "--quiet", "--device", "cpu"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "exact" / "r_0.png")).astype(int), scored)
+    # ... pictures at 0.01: what is left behind the cut is worth at most 0.01 of a colour
+    assert np.abs(np.asarray(Image.open(out / "r_0.png")).astype(int) - scored).max() <= 3
     assert main(["nerf", "render", str(run), "--out", str(tmp_path / "o.gif"), "--orbit", "3", "--quiet",
                  "--device", "cpu"]) == 0
     assert (tmp_path / "o.gif").stat().st_size > 0
@@ -101,15 +107,37 @@ def test_bad_data_is_one_line(tmp_path, capsys):
 def test_ray_count_shrinks_when_marching_outgrows_training(ball):
     """A fog so dense that only the first sample of each ray is trained: the trained count alone would keep the ray
     count, but the marched samples (every occupied step) exceed 16x the target, so the ray count must fall."""
-    from ingp.nerf.fit import DEFAULT_TRAINING, Trainer, load_splits
+    from ingp.nerf.fit import Trainer, load_splits, resolve_training
     from ingp.nerf.model import default_model_config, resolved_config
 
     scene, _ = load_splits(ball)
-    training = {**DEFAULT_TRAINING, "target_samples": 1024, "initial_rays": 1024, "cone_angle": 0.0,
-                "grid_resolution": 32}
+    training = resolve_training({"target_samples": 1024, "initial_rays": 1024, "cone_angle": 0.0,
+                                 "grid_resolution": 32}, 1, torch.device("cpu"))
     trainer = Trainer(scene, resolved_config(default_model_config(), 1), training, 0, torch.device("cpu"))
     trainer.update_grid = lambda step: None  # keep every visible cell occupied
     trainer.model.density = lambda x: torch.full((len(x),), 1e5)
     trainer.step(0)
     assert trainer.samples_marched > 16 * 1024 and trainer.samples_seen <= 1.1 * 1024
     assert trainer.n_rays == pytest.approx(1024 * 0.5 ** 0.5)  # the smoothed rule's largest single-step cut
+
+
+def test_grid_updates_count_trained_samples(ball):
+    """After the warm-up the occupancy grid is updated every 16 steps of instant-ngp's 2^18 samples, counted in
+    samples (every 64 steps of 2^16); during the warm-up every 16 steps (or the interval, if shorter)."""
+    from ingp.nerf.fit import Trainer, load_splits, resolve_training
+    from ingp.nerf.model import default_model_config, resolved_config
+
+    cpu = torch.device("cpu")
+    assert resolve_training({}, 1, cpu)["update_interval"] == 64
+    assert resolve_training({"target_samples": 1 << 18}, 1, cpu)["update_interval"] == 16
+    assert resolve_training({"target_samples": 1 << 20}, 1, cpu)["update_interval"] == 16
+    assert resolve_training({"update_interval": 5}, 1, cpu)["update_interval"] == 5
+    scene, _ = load_splits(ball)
+    for training, expected in (({}, [0, 16, 32, 64, 128]), ({"update_interval": 8}, list(range(0, 130, 8)))):
+        t = resolve_training({"grid_resolution": 8, "warmup_steps": 40, **training}, 1, cpu)
+        trainer = Trainer(scene, resolved_config(default_model_config(), 1), t, 0, cpu)
+        updated = []
+        trainer.grid.update = lambda *a, **k: updated.append(step)
+        for step in range(130):
+            trainer.update_grid(step)
+        assert updated == expected

@@ -68,11 +68,12 @@ def test_load_weights_prefers_ema_unless_asked():
 # ---- EMA ---------------------------------------------------------------------------------------------------------
 
 def test_ema_weights_follow_the_debiased_formula(ball):  # noqa: F811
-    from ingp.nerf.fit import DEFAULT_TRAINING, Trainer, load_splits, with_training_options
+    from ingp.nerf.fit import Trainer, load_splits, resolve_training, with_training_options
 
     scene, _ = load_splits(ball)
-    t = {**DEFAULT_TRAINING, "target_samples": 2048, "initial_rays": 256, "cone_angle": 0.0, "grid_resolution": 16,
-         "ema_decay": 0.9, "appearance_dims": 2, "error_map": False, "contraction": "none"}
+    t = resolve_training({"target_samples": 2048, "initial_rays": 256, "cone_angle": 0.0, "grid_resolution": 16,
+                          "ema_decay": 0.9, "appearance_dims": 2, "error_map": False, "contraction": "none"}, 1,
+                         torch.device("cpu"))
     config = resolved_config(with_training_options({**default_model_config(), **TINY}, t, len(scene)), 1)
     assert config["optimizer"]["otype"] == "EMA" and config["optimizer"]["nested"]["otype"] == "ExponentialDecay"
     trainer = Trainer(scene, config, t, 0, torch.device("cpu"))
@@ -223,7 +224,7 @@ def test_fit_with_all_features_and_resume(ball, tmp_path):  # noqa: F811
     args = ["nerf", "fit", str(ball), "--batch-samples", "4096", "--grid-resolution", "32", "--quiet",
             "--device", "cpu", "--config", str(tmp_path / "tiny.json"), "--n-views", "1", "--appearance-dims", "4",
             "--ema", "0.9", "--error-map", "--contraction", "linf", "--occupancy-decay", "0.9",
-            "--occupancy-threshold", "0.02"]
+            "--occupancy-threshold", "0.02", "--distortion-loss", "0.001"]
     a = tmp_path / "a"
     assert main(args + ["--out", str(a), "--steps", "30"]) == 0
     m = json.loads((a / "metrics.json").read_text())
@@ -232,6 +233,7 @@ def test_fit_with_all_features_and_resume(ball, tmp_path):  # noqa: F811
     assert config["model"]["appearance"] == {"n_dims": 4, "n_images": 12}
     assert config["model"]["contraction"] == {"otype": "linf"} and config["model"]["optimizer"]["decay"] == 0.9
     assert config["training"]["error_map"] is True and config["training"]["occupancy_decay"] == 0.9
+    assert config["training"]["distortion"] == 0.001
     w = load_file(str(a / "model.safetensors"))
     assert {"ema_density_params", "ema_rgb_params", "ema_appearance_codes", "appearance_codes"} <= set(w)
     errors = torch.load(a / "checkpoint.pt", weights_only=True)["error_map"]["errors"]

@@ -100,10 +100,15 @@ def test_march_matches_dense_filtering():
     assert bool((s.ray[1:] >= s.ray[:-1]).all())
 
 
-@pytest.mark.parametrize("n_cascades, cone, res", [(1, 0.0, 16), (3, 0.0, 32), (3, 1 / 256, 32), (2, 1 / 64, 16)])
-def test_numba_march_gives_the_dense_samples(n_cascades, cone, res):
+@pytest.mark.parametrize("n_cascades, cone, res, slots", [(1, 0.0, 16, None), (3, 0.0, 32, None),
+                                                          (3, 1 / 256, 32, None), (2, 1 / 64, 16, None),
+                                                          (3, 1 / 256, 32, 0), (2, 1 / 64, 16, 0)])
+def test_numba_march_gives_the_dense_samples(n_cascades, cone, res, slots, monkeypatch):
     """The empty-cell-skipping walk keeps exactly the samples of the dense filter (t to float32 rounding when the
-    steps grow geometrically: the closed form's exp differs by an ulp between torch and numba)."""
+    steps grow geometrically: the closed form's exp differs by an ulp between torch and numba), walking each ray
+    once into its own slots or (``slots`` 0) twice."""
+    if slots is not None:
+        monkeypatch.setattr("ingp.kernels.march_numba.ONE_PASS_SLOTS", slots)
     torch.manual_seed(n_cascades)
     grid = OccupancyGrid(n_cascades, "cpu", resolution=res)
     grid.bitfield = torch.rand(n_cascades, res ** 3) < 0.1
@@ -121,8 +126,10 @@ def test_numba_march_gives_the_dense_samples(n_cascades, cone, res):
     assert torch.equal(fast.d, slow.d) and torch.equal(fast.resume, slow.resume)
 
 
-@pytest.mark.parametrize("kernels", ["auto", "torch"])
-def test_marching_in_rounds_gives_the_samples_of_one_pass(kernels):
+@pytest.mark.parametrize("kernels, slots", [("auto", None), ("auto", 0), ("torch", None)])
+def test_marching_in_rounds_gives_the_samples_of_one_pass(kernels, slots, monkeypatch):
+    if slots is not None:  # the numba walk's two-pass branch
+        monkeypatch.setattr("ingp.kernels.march_numba.ONE_PASS_SLOTS", slots)
     torch.manual_seed(5)
     grid = OccupancyGrid(2, "cpu", resolution=16)
     grid.bitfield = torch.rand(2, 16 ** 3) < 0.2
@@ -182,13 +189,31 @@ def test_model_shapes_and_range():
     assert enc["per_level_scale"] == pytest.approx((2048 * 4 / 16) ** (1 / 7))
 
 
+def test_model_encodes_directions_once_per_ray():
+    """Points given with their rays' directions and a ray index get exactly what per-point directions give, in
+    value and gradient."""
+    m = NerfModel(resolved_config(default_model_config(), 4), (-1.5, 2.5))
+    torch.manual_seed(0)
+    x = torch.rand(50, 3) * 4 - 1.5
+    d = torch.nn.functional.normalize(torch.randn(7, 3), dim=1)
+    ray = torch.sort(torch.randint(0, 7, (50,))).values
+    per_point = m(x, d[ray])
+    g_point = torch.autograd.grad(per_point[1].sum() + per_point[0].sum(), m.rgb_net.params)[0]
+    per_ray = m(x, d, ray=ray)
+    g_ray = torch.autograd.grad(per_ray[1].sum() + per_ray[0].sum(), m.rgb_net.params)[0]
+    assert torch.equal(per_ray[0], per_point[0]) and torch.equal(per_ray[1], per_point[1])
+    torch.testing.assert_close(g_ray, g_point)
+    assert float(per_point[1].std()) > 0.01
+
+
 def test_render_in_rounds_matches_one_pass_with_the_cut_off():
     """Rounds of 1 sample, rounds growing 8 -> 64, and one composite over all samples agree; the cut-off drops
     samples behind opaque matter (a dense ball: sigma = 300 inside radius 0.25)."""
     from ingp.nerf.render import MIN_TRANSMITTANCE, render_rays
 
     class Ball(torch.nn.Module):
-        def forward(self, x, d):
+        def forward(self, x, d, ray=None):
+            d = d if ray is None else d[ray]
             inside = (x - 0.5).norm(dim=1) < 0.25
             return torch.where(inside, 300.0, 0.5), torch.sigmoid(4 * x + d)
 
@@ -224,3 +249,27 @@ def test_compaction_keeps_what_the_cut_off_keeps():
     g_full, = torch.autograd.grad(full.sum(), sigma)
     g_kept, = torch.autograd.grad(kept.sum(), sigma)
     torch.testing.assert_close(g_kept, g_full, atol=1e-6, rtol=1e-6)
+
+
+def test_distortion_loss_equals_its_pairwise_sum_in_value_and_gradient():
+    """mip-NeRF 360's distortion loss in O(S) against its definition: per ray, sum_ij w_i w_j |s_i - s_j| +
+    1/3 sum_i w_i^2 ds_i with s = log t, ds = dt / t; mean over rays (one of them empty)."""
+    from ingp.nerf.render import distortion, sample_weights
+
+    s, sigma, _ = random_samples([6, 0, 9, 1], seed=4)
+    sigma.requires_grad_()
+    w = sample_weights(sigma, s, 4)
+    opacity = torch.zeros(4).index_add_(0, s.ray, w.detach())
+    torch.testing.assert_close(opacity, composite(sigma.detach(), torch.zeros(len(s), 3), s, 4)[1])
+    fast = distortion(w, s, 4)
+    slow = 0
+    for r in range(4):
+        m = s.ray == r
+        lt, wr, ds = torch.log(s.t[m]), w[m], (s.dt / s.t)[m]
+        slow = slow + (wr[:, None] * wr[None] * (lt[:, None] - lt[None]).abs()).sum() + (wr * wr * ds).sum() / 3
+    slow = slow / 4
+    assert float(slow) > 0.01
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
+    g_fast, = torch.autograd.grad(fast, sigma, retain_graph=True)
+    g_slow, = torch.autograd.grad(slow, sigma)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-6)

@@ -165,7 +165,7 @@ def test_nerf_in_browser_matches_pytorch(browser, tmp_path, case):
     phases (min step, geometric, max step). Runs trained with a contraction (L-inf, L2) and appearance codes:
     the shader's contracted grid input and its constant code."""
     from ingp.nerf.commands import load_run
-    from ingp.nerf.render import render_rays
+    from ingp.nerf.render import RENDER_MIN_TRANSMITTANCE, render_rays
     from ingp.web.camera import orbit_rays
 
     options, distance, fov = NERF_CASES[case]
@@ -178,7 +178,8 @@ def test_nerf_in_browser_matches_pytorch(browser, tmp_path, case):
         view = {"azimuth": 30.0, "elevation": 25.0, "distance": distance, "fov": fov, "up": "z"}
         o, d = orbit_rays(view, 96, 96)
         colour, opacity, _ = render_rays(model, grid, torch.from_numpy(o), torch.from_numpy(d),
-                                         tuple(config["data"]["aabb"]), cone=cone, background=torch.ones(3))
+                                         tuple(config["data"]["aabb"]), cone=cone, background=torch.ones(3),
+                                         min_transmittance=RENDER_MIN_TRANSMITTANCE)
         want = (colour.clamp(0, 1).numpy().reshape(96, 96, 3) * 255 + 0.5).astype(np.uint8)
         got, ms = browser_pixels(page, view, 96, 96)
         assert 0.1 < (opacity > 0.5).float().mean() < 0.7  # the balls are in view, with background around
@@ -393,7 +394,7 @@ def test_live_nerf_training_view_and_its_photo(browser, tmp_path):
     """A live NeRF run: picking a training view in the menu draws the model from that camera (equal to the PyTorch
     render of the training camera's own rays) with the photo behind the toggle; dragging returns to the orbit."""
     from ingp.nerf.commands import load_run
-    from ingp.nerf.render import render_rays
+    from ingp.nerf.render import RENDER_MIN_TRANSMITTANCE, render_rays
     from ingp.runs import RunDir
     from ingp.train import Progress
     from ingp.web.camera import camera_rays, pose_camera
@@ -418,7 +419,8 @@ def test_live_nerf_training_view_and_its_photo(browser, tmp_path):
         assert page.evaluate("() => window.ingp.view.aspect") == pytest.approx(96 / 64)
         o, d = camera_rays(pose_camera(scene.c2w[0].numpy(), scene.intrinsics[0].numpy(), 96, 64), 96, 64)
         colour, opacity, _ = render_rays(model, grid, torch.from_numpy(o), torch.from_numpy(d),
-                                         tuple(config["data"]["aabb"]), cone=0.0, background=torch.ones(3))
+                                         tuple(config["data"]["aabb"]), cone=0.0, background=torch.ones(3),
+                                         min_transmittance=RENDER_MIN_TRANSMITTANCE)
         want = (colour.clamp(0, 1).numpy().reshape(64, 96, 3) * 255 + 0.5).astype(np.uint8)
         assert 0.05 < (opacity > 0.5).float().mean() < 0.8 and want.std() > 20
         got, _ = browser_pixels(page, {}, 96, 64)  # the page's current view: the training camera

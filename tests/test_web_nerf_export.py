@@ -53,7 +53,7 @@ def test_layout(nerf_export):
         assert np.abs(n["appearance_code"]).max() > 0.02
     assert (n["aabb"], n["cascades"], n["resolution"], n["sh_degree"]) == ([-0.5, 1.5], 2, 32, 4)
     assert n["min_step"] == pytest.approx(3 ** 0.5 / 256) and n["max_step"] == pytest.approx(2 * n["min_step"])
-    assert (n["max_steps"], n["near"], n["min_transmittance"]) == (1024, 0.05, 1e-4)
+    assert (n["max_steps"], n["near"], n["min_transmittance"]) == (1024, 0.05, 1e-2)
     assert meta["buffers"][n["bitfield"]] == {**meta["buffers"][n["bitfield"]], "dtype": "uint8", "shape": [8192]}
     density, color = meta["fields"]["density"], meta["fields"]["color"]
     assert density["n_output_dims"] == 16 and "encoding" in density and "encoding" not in color
@@ -152,9 +152,10 @@ def test_render_matches_pytorch(nerf_export):
     o, d = orbit_rays(VIEW, 32, 32)
     got, got_opacity = nerf_render(exported, o, d)
     args = (grid, torch.from_numpy(o), torch.from_numpy(d), tuple(config["data"]["aabb"]))
-    kwargs = {"cone": config["training"]["cone_angle"], "background": torch.ones(3)}
+    kwargs = {"cone": config["training"]["cone_angle"], "background": torch.ones(3),
+              "min_transmittance": exported.meta["nerf"]["min_transmittance"]}
     want, want_opacity, _ = render_rays(model, *args, **kwargs)
-    assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.999
+    assert 0.1 < (want_opacity > 0.5).float().mean() < 0.6 and want_opacity.max() > 0.99  # stopped at T < 0.01
     assert np.abs(got - want.numpy()).max() <= 1e-3
     want16, opacity16, _ = render_rays(rounded_nerf(model), *args, **kwargs)
     print(f"cone {kwargs['cone']}, contraction {model.contraction}, code dims {len(model.render_code)}: "

@@ -5,8 +5,9 @@ distances t_k (closed form in k, float32), the same mid-interval positions and t
 are skipped by advancing k while the sample stays short of the cell's exit distance by a margin of 1e-4 cells, so
 every sample that could fall in another cell is still looked up; skipping only saves lookups.
 
-Two passes over the rays (count, then fill at prefix-summed offsets) keep the output packed and ray-sorted with
-no per-ray buffers; both are parallel over rays.
+The output is packed and ray-sorted. When every ray's largest possible sample count fits in ``ONE_PASS_SLOTS``
+slots, each ray is walked once into its own slots and then copied; otherwise it is walked twice (count, then fill
+at prefix-summed offsets), with no per-ray buffers. All passes are parallel over rays.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from numba import njit, prange
 
 _F = np.float32
+ONE_PASS_SLOTS = 1 << 23  # up to this many per-ray slots (64 MiB) the rays are walked once, else twice
 
 
 @njit(cache=True, inline="always")
@@ -107,25 +109,31 @@ def _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_s
 
 
 @njit(parallel=True, cache=True)
-def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit):
+def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit, one_pass):
     n = o.shape[0]
     halves = np.empty(n_cascades, np.float32)  # cascade c covers 0.5 +- 2^(c - 1)
     for c in range(n_cascades):
         halves[c] = 2.0 ** (c - 1)
     counts = np.zeros(n, np.int64)
     resume = np.empty(n, np.int64)
-    empty = np.empty(0, np.float32)
+    cap = (limit if limit > 0 else max_steps) if one_pass else 0
+    slot_t = np.empty(n * cap, np.float32)  # one pass: each ray's samples in its own slots, packed afterwards
+    slot_dt = np.empty(n * cap, np.float32)
     for r in prange(n):
         counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone,
-                                     max_steps, start[r], limit, empty, empty, 0, False)
+                                     max_steps, start[r], limit, slot_t, slot_dt, r * cap, one_pass)
     offsets = np.zeros(n + 1, np.int64)
     for r in range(n):
         offsets[r + 1] = offsets[r] + counts[r]
     out_t = np.empty(offsets[n], np.float32)
     out_dt = np.empty(offsets[n], np.float32)
     for r in prange(n):
-        _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, start[r], limit, out_t,
-              out_dt, offsets[r], True)
+        if one_pass:
+            out_t[offsets[r]:offsets[r + 1]] = slot_t[r * cap:r * cap + counts[r]]
+            out_dt[offsets[r]:offsets[r + 1]] = slot_dt[r * cap:r * cap + counts[r]]
+        else:  # the walk again, now writing at the prefix-summed offsets
+            _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, start[r], limit,
+                  out_t, out_dt, offsets[r], True)
     return counts, resume, out_t, out_dt
 
 
@@ -138,5 +146,6 @@ def march_numba(bitfield: torch.Tensor, n_cascades: int, resolution: int, o: tor
     counts, resume, t, dt = _march(o.contiguous().numpy(), d.contiguous().numpy(), t_near.contiguous().numpy(),
                                    t_far.contiguous().numpy(), bitfield.reshape(-1).contiguous().numpy(), n_cascades,
                                    resolution, np.float32(dt_min), np.float32(dt_max), np.float32(cone), max_steps,
-                                   start.contiguous().numpy(), limit)
+                                   start.contiguous().numpy(), limit,
+                                   len(o) * (limit or max_steps) <= ONE_PASS_SLOTS)
     return torch.from_numpy(counts), torch.from_numpy(resume), torch.from_numpy(t), torch.from_numpy(dt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..cli import add_device_argument, add_fit_arguments, positive_float, positive_int
@@ -9,6 +10,14 @@ from ..errors import InputError
 from .options import add_quality_arguments, quality_training
 
 DEFAULT_SECONDS = 300.0
+
+
+def transmittance(text: str) -> float:
+    """A transmittance cut-off in (0, 1)."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
 
 
 def run_fit(args) -> int:
@@ -62,7 +71,8 @@ def run_render(args) -> int:
 
     n = render_command(args.run, args.out, transforms=args.transforms, depth=args.depth, orbit=args.orbit,
                        camera_path=args.camera_path, spiral=args.spiral, along_capture=args.along_capture,
-                       fps=args.fps, device=args.device, quiet=args.quiet)
+                       fps=args.fps, min_transmittance=args.min_transmittance, device=args.device,
+                       quiet=args.quiet)
     print(f"wrote {n} frames to {args.out}")
     return 0
 
@@ -137,6 +147,9 @@ def register(commands) -> None:
     render.add_argument("--depth", action="store_true",
                         help="also write <frame>_depth.png (videos: <out>_depth.mp4, one depth scale)")
     render.add_argument("--fps", type=positive_float, help="video frame rate (default: the camera path's, else 30)")
+    render.add_argument("--min-transmittance", type=transmittance,
+                        help="a ray stops once less light than this reaches it (default 0.01, instant-ngp's render "
+                             "default; 1e-4 renders what `nerf eval` scores)")
     add_device_argument(render)
     render.add_argument("--quiet", action="store_true")
     render.set_defaults(handler=run_render)

@@ -13,6 +13,7 @@ from ..runs import RunDir, atomic_write, resolve_device
 from .data import Scene, load_scene, transforms_path
 from .model import NerfModel
 from .occupancy import OccupancyGrid, n_cascades
+from .render import RENDER_MIN_TRANSMITTANCE
 
 
 def load_run(run_path: Path, device: str = "auto") -> tuple[NerfModel, OccupancyGrid, dict]:
@@ -69,16 +70,18 @@ def depth_image(depth: np.ndarray, opacity: np.ndarray, bounds: tuple[float, flo
 
 def render_command(run_path: Path, out: Path, *, transforms: Path | None = None, depth: bool = False,
                    orbit: int | None = None, camera_path: Path | None = None, spiral: int | None = None,
-                   along_capture: int | None = None, fps: float | None = None, device: str = "auto",
-                   quiet: bool = False) -> int:
+                   along_capture: int | None = None, fps: float | None = None,
+                   min_transmittance: float | None = None, device: str = "auto", quiet: bool = False) -> int:
     """One PNG per frame of ``transforms`` into folder ``out`` (named after each frame's image), with
     ``<name>_depth.png`` if ``depth``; or a video to ``out`` (.mp4 / .gif, plus ``<out>_depth.mp4`` if ``depth``)
-    along a nerfstudio ``camera_path`` file, an ``orbit`` / ``spiral`` of N frames, or N frames ``along_capture``."""
+    along a nerfstudio ``camera_path`` file, an ``orbit`` / ``spiral`` of N frames, or N frames ``along_capture``.
+    Rays stop once their transmittance is below ``min_transmittance`` (default ``RENDER_MIN_TRANSMITTANCE``)."""
     from tqdm import tqdm
 
     from .evaluate import render_view
 
     model, grid, config = load_run(run_path, device)
+    min_transmittance = RENDER_MIN_TRANSMITTANCE if min_transmittance is None else min_transmittance
     ds = config["data"]["downscale"]
     source = transforms if transforms is not None else _default_transforms(config)
     scene = load_scene(source, "test", downscale=ds)
@@ -91,7 +94,7 @@ def render_command(run_path: Path, out: Path, *, transforms: Path | None = None,
         fps = fps or path_fps or DEFAULT_FPS
         frames, depths = [], []
         for i in tqdm(range(len(cams)), disable=quiet, leave=False, desc="video"):
-            img, alpha, dep = render_view(model, grid, cams, i, cone=cone)
+            img, alpha, dep = render_view(model, grid, cams, i, cone=cone, min_transmittance=min_transmittance)
             frames.append((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
             if depth:
                 depths.append((np.where(alpha > 0.5, dep / np.maximum(alpha, 1e-6), np.nan), alpha))
@@ -105,7 +108,7 @@ def render_command(run_path: Path, out: Path, *, transforms: Path | None = None,
         return len(frames)
     out.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(len(scene)), disable=quiet, leave=False, desc="render"):
-        img, alpha, dep = render_view(model, grid, scene, i, cone=cone)
+        img, alpha, dep = render_view(model, grid, scene, i, cone=cone, min_transmittance=min_transmittance)
         stem = Path(scene.names[i]).stem
         _save_png(out / f"{stem}.png", img)
         if depth:

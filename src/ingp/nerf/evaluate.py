@@ -12,7 +12,7 @@ import torch
 from ..runs import atomic_write
 from .data import Scene
 from .rays import image_rays
-from .render import render_rays
+from .render import MIN_TRANSMITTANCE, render_rays
 
 
 def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -42,14 +42,16 @@ def ground_truth(scene: Scene, i: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def render_view(model, grid, scene: Scene, i: int, *, cone: float, background=(1.0, 1.0, 1.0)
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """View ``i`` of ``scene`` -> colour (H, W, 3), opacity (H, W), depth (H, W) as numpy arrays."""
+def render_view(model, grid, scene: Scene, i: int, *, cone: float, background=(1.0, 1.0, 1.0),
+                min_transmittance: float = MIN_TRANSMITTANCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """View ``i`` of ``scene`` -> colour (H, W, 3), opacity (H, W), depth (H, W) as numpy arrays; rays stop at
+    ``min_transmittance`` (the evaluation protocol's 1e-4 by default)."""
     dev = grid.device
     o, d = image_rays(scene.c2w[i].to(dev), scene.intrinsics[i].to(dev), scene.distortion[i].to(dev),
                       scene.height, scene.width, scene.fisheye)
     bg = torch.tensor(background, device=dev, dtype=torch.float32)
-    c, a, dep = render_rays(model, grid, o, d, scene.aabb(), cone=cone, background=bg)
+    c, a, dep = render_rays(model, grid, o, d, scene.aabb(), cone=cone, background=bg,
+                            min_transmittance=min_transmittance)
     h, w = scene.height, scene.width
     return (c.reshape(h, w, 3).cpu().numpy(), a.reshape(h, w).cpu().numpy(), dep.reshape(h, w).cpu().numpy())
 

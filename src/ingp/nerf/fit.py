@@ -9,7 +9,8 @@ Real-capture options (``training`` keys; ``None`` picks the default for the scen
 ``appearance_dims`` (per-image codes, model.py), ``ema_decay`` (an EMA of the weights, which evaluation and every
 consumer of the run folder render with), ``error_map`` (error-map pixel sampling, error_map.py, with
 ``error_map_reweight`` for the unbiased loss), ``contraction`` (model.py / contraction.py), ``occupancy_decay`` and
-``occupancy_threshold`` / ``occupancy_below_mean`` (occupancy.py).
+``occupancy_threshold`` / ``occupancy_below_mean`` (occupancy.py), ``distortion`` (the weight of mip-NeRF 360's
+distortion loss, render.py).
 """
 
 from __future__ import annotations
@@ -33,22 +34,32 @@ from .error_map import ErrorMap
 from .model import EMA_PREFIX, NerfModel, default_model_config, resolved_config
 from .occupancy import DECAY, MIN_OPTICAL_THICKNESS, OccupancyGrid, n_cascades
 from .rays import pixel_rays
-from .render import MIN_TRANSMITTANCE, composite, transmittance_of
+from .render import MIN_TRANSMITTANCE, composite, distortion, sample_weights, transmittance_of
 
-DEFAULT_TRAINING = {"target_samples": None, "initial_rays": 4096, "max_rays": 1 << 16, "update_interval": 16,
+DEFAULT_TRAINING = {"target_samples": None, "initial_rays": 4096, "max_rays": 1 << 16, "update_interval": None,
                     "warmup_steps": 256, "update_fraction": 0.125, "cone_angle": None,
                     "grid_resolution": 128, "appearance_dims": None, "ema_decay": None, "error_map": None,
                     "error_map_reweight": True, "contraction": None, "occupancy_decay": None,
-                    "occupancy_threshold": None, "occupancy_below_mean": None}
+                    "occupancy_threshold": None, "occupancy_below_mean": None, "distortion": None}
 # what None means: (synthetic object, real capture = aabb_scale > 1). Real captures contract the background: on
 # the fox at 5 minutes (all other options on) linf gave +1.7 dB on the same held-out pixels and twice the steps of
-# instant-ngp's large box (docs/benchmarks.md).
+# instant-ngp's large box; and they gather each ray's weights with the distortion loss: 3e-3 gave +1.8 dB on
+# held-out pixels and 2.4x fewer samples per ray (1e-3: +0.8 dB, 1e-2: +0.5 dB; docs/benchmarks.md).
 SCENE_DEFAULTS = {"appearance_dims": (0, 0), "ema_decay": (0.0, 0.0), "error_map": (False, False),
                   "contraction": ("none", "linf"), "occupancy_decay": (0.95, 0.95),
-                  "occupancy_threshold": (0.01, 0.01), "occupancy_below_mean": (True, True)}
+                  "occupancy_threshold": (0.01, 0.01), "occupancy_below_mean": (True, True),
+                  "distortion": (0.0, 3e-3)}
 
 
+WARMUP_UPDATE_INTERVAL = 16  # at most this many steps between grid updates during the warm-up, whatever the batch
 MAX_MARCHED_PER_TRAINED = 16  # lego marches ~3 samples per trained one; deep occupied scenes may march far more
+
+
+def default_update_interval(target_samples: int) -> int:
+    """Steps between occupancy-grid updates after the warm-up: instant-ngp's 16 steps of 2^18 samples, counted in
+    trained samples, so smaller CPU batches refresh the grid as often per trained sample (every 64 steps of 2^16;
+    every 16 steps it cost 19 % of a fox step on 2 cores)."""
+    return 16 * max(1, (1 << 18) // max(int(target_samples), 1))
 
 
 def default_target_samples(device: torch.device) -> int:
@@ -66,6 +77,8 @@ def resolve_training(training: dict, aabb_scale: int, device: torch.device) -> d
     t = {**DEFAULT_TRAINING, **training}
     if t["target_samples"] is None:
         t["target_samples"] = default_target_samples(device)
+    if t["update_interval"] is None:
+        t["update_interval"] = default_update_interval(t["target_samples"])
     if t["cone_angle"] is None:
         t["cone_angle"] = cone_angle(aabb_scale)
     for key, pair in SCENE_DEFAULTS.items():
@@ -150,7 +163,8 @@ class Trainer:
 
     def update_grid(self, step: int) -> None:
         t = self.training
-        if step % t["update_interval"]:
+        interval = t["update_interval"]
+        if step % (interval if step >= t["warmup_steps"] else min(interval, WARMUP_UPDATE_INTERVAL)):
             return
         n = self.grid.n_cells
         decay, threshold = t.get("occupancy_decay"), t.get("occupancy_threshold")
@@ -180,10 +194,12 @@ class Trainer:
         with torch.no_grad():  # compaction: only samples some light reaches are trained (instant-ngp does too)
             light = transmittance_of(self.model.density(s.x) * s.dt, s.ray, n)
         s = s.subset(light >= MIN_TRANSMITTANCE)
-        sigma, rgb = self.model(s.x, s.d, rays.image[s.ray] if self.model.codes is not None else None)
+        sigma, rgb = self.model(s.x, d, rays.image[s.ray] if self.model.codes is not None else None, ray=s.ray)
         colour, _, _ = composite(sigma, rgb, s, n, bg)
         # an importance weight w enters as tcnn's data_pdf 1 / w (the loss divides by it)
         loss = self.loss_fn(colour, target, None if rays.weight is None else (1 / rays.weight)[:, None].expand(-1, 3))
+        if self.training.get("distortion"):  # reported losses include it
+            loss = loss + self.training["distortion"] * distortion(sample_weights(sigma, s, n), s, n)
         if self.error_map is not None:
             self.error_map.update(rays.image, rays.v, rays.u, (colour.detach() - target).square().mean(1))
         self.optimizer.zero_grad()

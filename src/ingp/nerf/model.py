@@ -157,12 +157,15 @@ class NerfModel(torch.nn.Module):
         """(N, 3) -> (N,) density sigma >= 0."""
         return trunc_exp(self._features(x)[:, 0])
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor, image: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, d: torch.Tensor, image: torch.Tensor | None = None,
+                ray: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3) points, (N, 3) unit directions, optional (N,) int64 training-image index -> sigma (N,),
-        rgb (N, 3). Without ``image`` the appearance code is ``render_code``."""
+        rgb (N, 3). Without ``image`` the appearance code is ``render_code``. With ``ray`` (N,) int64, ``d`` is
+        (R, 3): the directions of the rays the points lie on, encoded once per ray instead of once per point."""
         h = self._features(x)
         sh = self.dir_encoding((d + 1) * 0.5).float()  # tcnn's SH takes directions mapped to [0, 1]^3
+        if ray is not None:
+            sh = sh[ray]
         parts = [h, sh]
         if self.codes is not None:
             parts.append(self.codes[image] if image is not None else self.render_code.expand(len(x), -1))

@@ -9,13 +9,21 @@ from ..cli import positive_float
 
 OPTIONS = (("appearance_dims", "appearance_dims"), ("ema_decay", "ema"), ("error_map", "error_map"),
            ("contraction", "contraction"), ("occupancy_decay", "occupancy_decay"),
-           ("occupancy_threshold", "occupancy_threshold"), ("occupancy_below_mean", "occupancy_below_mean"))
+           ("occupancy_threshold", "occupancy_threshold"), ("occupancy_below_mean", "occupancy_below_mean"),
+           ("distortion", "distortion_loss"))
 
 
 def _fraction(text: str) -> float:
     x = float(text)
     if not 0 <= x < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return x
+
+
+def _weight(text: str) -> float:
+    x = float(text)
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return x
 
 
@@ -44,6 +52,8 @@ def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--occupancy-below-mean", action=argparse.BooleanOptionalAction, default=None,
                    help="cap the threshold at the grid's mean (instant-ngp's rule; --no-occupancy-below-mean: the "
                         "threshold alone)")
+    g.add_argument("--distortion-loss", type=_weight, metavar="W",
+                   help="weight of mip-NeRF 360's distortion loss, which gathers each ray's weights (0: off)")
 
 
 def quality_training(args: argparse.Namespace) -> dict:

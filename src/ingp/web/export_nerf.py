@@ -57,7 +57,7 @@ def nerf_fields_of(model, grid, config: dict, writer, weight_dtype: str) -> tupl
     """(fields, nerf task record) of an in-memory ``NerfModel`` and ``OccupancyGrid`` built from ``config``."""
     from ..nerf.march import MAX_STEPS, NEAR
     from ..nerf.occupancy import min_step
-    from ..nerf.render import MIN_TRANSMITTANCE
+    from ..nerf.render import RENDER_MIN_TRANSMITTANCE
     from .export import field_record, mlp_record
 
     dir_config = model.dir_encoding.encoding_config
@@ -74,7 +74,7 @@ def nerf_fields_of(model, grid, config: dict, writer, weight_dtype: str) -> tupl
     task = {"aabb": [float(model.lo), float(model.hi)], "cascades": grid.K, "resolution": grid.R,
             "bitfield": writer.add("occupancy.bits", packed), "cone_angle": float(config["training"]["cone_angle"]),
             "min_step": step, "max_step": step * (1 << (grid.K - 1)), "max_steps": MAX_STEPS, "near": NEAR,
-            "min_transmittance": MIN_TRANSMITTANCE, "sh_degree": int(dir_config.get("degree", 4)),
+            "min_transmittance": RENDER_MIN_TRANSMITTANCE, "sh_degree": int(dir_config.get("degree", 4)),
             "contraction": model.contraction,
             "appearance_code": [float(v) for v in model.render_code.float().cpu()],  # (D,), D = 0 without codes
             "background": [1.0, 1.0, 1.0], "occupied_fraction": float(bits.mean())}
