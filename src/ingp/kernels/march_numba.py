@@ -34,22 +34,23 @@ def _step_t(k, t0, dt_min, dt_max, cone, log_g, n_a, t_a, n_b, t_b):
 
 
 @njit(cache=True, inline="always")
-def _exit(p, v, lo, idx, cell):
-    """Distance at which a ray from p with direction component v comes within 1e-4 cells of leaving cell idx
-    along this axis (the margin keeps float rounding from ever skipping a sample of the next cell)."""
+def _exit(p, v, lo, first, last, cell):
+    """Distance at which a ray from p with direction component v comes within 1e-4 cells of leaving cells
+    first..last along this axis (the margin keeps float rounding from ever skipping a sample of the next cell)."""
     if v > 1e-9:
-        return (lo + (idx + 1) * cell - p) / v - 1e-4 * cell / v
+        return (lo + (last + 1) * cell - p) / v - 1e-4 * cell / v
     if v < -1e-9:
-        return (lo + idx * cell - p) / v + 1e-4 * cell / v
+        return (lo + first * cell - p) / v + 1e-4 * cell / v
     return np.inf
 
 
 @njit(cache=True)
-def _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, k, limit, out_t, out_dt, at,
-          write):
+def _walk(r, o, d, t_near, t_far, bits, empty_radius, halves, res, dt_min, dt_max, cone, max_steps, k, limit, out_t,
+          out_dt, at, write):
     """March ray r from step k until ``limit`` samples (0: no limit); when ``write``, store their t and dt from index
-    ``at``. Cascade c covers 0.5 +- ``halves[c]``. Returns (sample count, step to resume from; ``max_steps`` once
-    the ray is done)."""
+    ``at``. Cascade c covers 0.5 +- ``halves[c]``; ``empty_radius`` per cell: the cells less than this many cells
+    away (max norm) are empty, as ``OccupancyGrid.empty_radius``. Returns (sample count, step to resume from;
+    ``max_steps`` once the ray is done)."""
     t0, t_end = t_near[r], t_far[r]
     ox, oy, oz = o[r, 0], o[r, 1], o[r, 2]
     dx, dy, dz = d[r, 0], d[r, 1], d[r, 2]
@@ -90,9 +91,12 @@ def _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_s
                 if count == limit:
                     return count, k
                 continue
-            # empty cell: jump to the last step before the ray leaves it
+            # empty cell: jump to the last step before the ray leaves the cube of empty cells around it
             cell = float(size) / res
-            exit_t = min(_exit(ox, dx, lo, i, cell), _exit(oy, dy, lo, j, cell), _exit(oz, dz, lo, l, cell))
+            reach = np.int64(empty_radius[c * cells + (i * res + j) * res + l]) - 1
+            exit_t = min(_exit(ox, dx, lo, max(i - reach, 0), min(i + reach, res - 1), cell),
+                         _exit(oy, dy, lo, max(j - reach, 0), min(j + reach, res - 1), cell),
+                         _exit(oz, dz, lo, max(l - reach, 0), min(l + reach, res - 1), cell))
             if cone <= 0:  # constant steps: the first k with t_k + dt / 2 >= exit_t, directly
                 k = max(k + 1, math.ceil((exit_t - t0) / dt_min - 0.5))
                 continue
@@ -109,7 +113,8 @@ def _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_s
 
 
 @njit(parallel=True, cache=True)
-def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit, one_pass):
+def _march(o, d, t_near, t_far, bits, empty_radius, n_cascades, res, dt_min, dt_max, cone, max_steps, start, limit,
+           one_pass):
     n = o.shape[0]
     halves = np.empty(n_cascades, np.float32)  # cascade c covers 0.5 +- 2^(c - 1)
     for c in range(n_cascades):
@@ -120,7 +125,7 @@ def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max
     slot_t = np.empty(n * cap, np.float32)  # one pass: each ray's samples in its own slots, packed afterwards
     slot_dt = np.empty(n * cap, np.float32)
     for r in prange(n):
-        counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone,
+        counts[r], resume[r] = _walk(r, o, d, t_near, t_far, bits, empty_radius, halves, res, dt_min, dt_max, cone,
                                      max_steps, start[r], limit, slot_t, slot_dt, r * cap, one_pass)
     offsets = np.zeros(n + 1, np.int64)
     for r in range(n):
@@ -132,19 +137,24 @@ def _march(o, d, t_near, t_far, bits, n_cascades, res, dt_min, dt_max, cone, max
             out_t[offsets[r]:offsets[r + 1]] = slot_t[r * cap:r * cap + counts[r]]
             out_dt[offsets[r]:offsets[r + 1]] = slot_dt[r * cap:r * cap + counts[r]]
         else:  # the walk again, now writing at the prefix-summed offsets
-            _walk(r, o, d, t_near, t_far, bits, halves, res, dt_min, dt_max, cone, max_steps, start[r], limit,
-                  out_t, out_dt, offsets[r], True)
+            _walk(r, o, d, t_near, t_far, bits, empty_radius, halves, res, dt_min, dt_max, cone, max_steps,
+                  start[r], limit, out_t, out_dt, offsets[r], True)
     return counts, resume, out_t, out_dt
 
 
 def march_numba(bitfield: torch.Tensor, n_cascades: int, resolution: int, o: torch.Tensor, d: torch.Tensor,
                 t_near: torch.Tensor, t_far: torch.Tensor, dt_min: float, dt_max: float, cone: float, max_steps: int,
-                start: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                start: torch.Tensor, limit: int, empty_radius: np.ndarray | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """float32 CPU rays o, d (N, 3), t_near, t_far (N,), first step ``start`` (N,) int64; bitfield (K * R^3,)
     bool -> counts (N,) int64, resume step (N,) int64 and the packed t, dt (S,) float32, ray-major. At most
-    ``limit`` samples per ray (0: all)."""
+    ``limit`` samples per ray (0: all). ``empty_radius`` (K * R^3,) uint8 (``OccupancyGrid.empty_radius``) lets
+    the walk jump over the empty cells around an empty cell at once; without it, one cell at a time."""
+    if empty_radius is None:
+        empty_radius = np.ones(bitfield.numel(), np.uint8)
     counts, resume, t, dt = _march(o.contiguous().numpy(), d.contiguous().numpy(), t_near.contiguous().numpy(),
-                                   t_far.contiguous().numpy(), bitfield.reshape(-1).contiguous().numpy(), n_cascades,
+                                   t_far.contiguous().numpy(), bitfield.reshape(-1).contiguous().numpy(),
+                                   empty_radius, n_cascades,
                                    resolution, np.float32(dt_min), np.float32(dt_max), np.float32(cone), max_steps,
                                    start.contiguous().numpy(), limit,
                                    len(o) * (limit or max_steps) <= ONE_PASS_SLOTS)

@@ -95,7 +95,7 @@ def march(grid: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[flo
     from ..kernels.march_numba import march_numba
 
     counts, resume, t, dt = march_numba(grid.bitfield, grid.K, grid.R, o, d, t_near, t_far, dt_min, dt_max, cone,
-                                        MAX_STEPS, start, max_samples)
+                                        MAX_STEPS, start, max_samples, grid.empty_radius())
     ray = torch.repeat_interleave(torch.arange(len(o)), counts)
     return Samples(ray, t, dt, o[ray] + t[:, None] * d[ray], d[ray], resume)
 

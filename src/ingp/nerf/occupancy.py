@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 MIN_OPTICAL_THICKNESS = 0.01
@@ -129,6 +130,24 @@ class OccupancyGrid:
         flat_all.scatter_reduce_(0, idx, new, reduce="amax")
         mean = float(flat_all[self.visible.view(-1)].mean()) if bool(self.visible.any()) else 0.0
         self.bitfield = (self.density > (min(threshold, mean) if below_mean else threshold)) & self.visible
+
+    def empty_radius(self) -> np.ndarray:
+        """(K * R^3,) uint8: per cell, the max-norm distance in cells to the nearest cell that stops a jump (an
+        occupied cell, or in cascade k >= 1 a cell inside cascade k - 1, whose own cells decide there): all cells
+        closer than that are empty, so the marcher may jump out of that cube at once. 0 for stopping cells.
+        Recomputed (scipy's chessboard distance transform, ~0.06 s per cascade) when the bitfield changes."""
+        key = (self.bitfield.data_ptr(), self.bitfield._version, tuple(self.bitfield.shape))
+        if getattr(self, "_radius_key", None) != key:
+            from scipy.ndimage import distance_transform_cdt
+
+            R, q = self.R, self.R // 4
+            free = ~self.bitfield.reshape(self.K, R, R, R).cpu().numpy()
+            free[1:, q:R - q, q:R - q, q:R - q] = False  # the finer cascade's region
+            radius = np.stack([distance_transform_cdt(f, metric="chessboard") for f in free])
+            radius = np.where(radius < 0, 255, np.minimum(radius, 255))  # -1: nothing stops a jump in that cascade
+            self._radius = radius.astype(np.uint8).reshape(-1)
+            self._radius_key = key
+        return self._radius
 
     def occupancy_fraction(self) -> float:
         return float(self.bitfield.float().mean())

@@ -82,15 +82,16 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples, n_rays: int, back
 @torch.no_grad()
 def render_rays(model, grid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float, float], *, cone: float = 0.0,
                 background: torch.Tensor | None = None, ray_chunk: int = 1 << 16, sample_chunk: int = 1 << 18,
-                first_round: int = 8, max_round: int = 64, min_transmittance: float = MIN_TRANSMITTANCE
+                round_samples: int = 8, min_transmittance: float = MIN_TRANSMITTANCE
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render (N, 3) rays without gradients -> colour (N, 3), opacity (N,), depth (N,). ``model(x, d, ray=ray)``
     maps (S, 3) points on rays ``ray`` (S,) with directions ``d`` (R, 3) to sigma (S,), rgb (S, 3).
 
-    Rays are marched in rounds of at most ``first_round`` samples each, doubling up to ``max_round``; after each
-    round, rays whose transmittance fell below ``min_transmittance`` or that left the box are dropped, so samples
-    behind opaque surfaces are never evaluated. A sample counts iff the transmittance in front of it is at least
-    the cut-off, so the result does not depend on the round sizes.
+    Rays are marched in rounds of at most ``round_samples`` samples each (what a round marches past a ray's end
+    is evaluated in vain: on the fox, rounds of 8 were 10-25 % faster than rounds doubling from 8 to 64); after
+    each round, rays whose transmittance fell below ``min_transmittance`` or that left the box are dropped, so
+    samples behind opaque surfaces are never evaluated. A sample counts iff the transmittance in front of it is at
+    least the cut-off, so the result does not depend on the round sizes.
     """
     from .march import MAX_STEPS, march
 
@@ -101,9 +102,8 @@ def render_rays(model, grid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float
     for i in range(0, len(o), ray_chunk):
         alive = torch.arange(i, min(i + ray_chunk, len(o)), device=dev)
         start = torch.zeros(len(alive), dtype=torch.long, device=dev)
-        n = first_round
         while len(alive):
-            s = march(grid, o[alive], d[alive], aabb, cone=cone, start=start, max_samples=n)
+            s = march(grid, o[alive], d[alive], aabb, cone=cone, start=start, max_samples=round_samples)
             sigma = torch.empty(len(s), device=dev)
             rgb = torch.empty(len(s), 3, device=dev)
             for j in range(0, len(s), sample_chunk):
@@ -118,7 +118,6 @@ def render_rays(model, grid, o: torch.Tensor, d: torch.Tensor, aabb: tuple[float
             depth[alive] += dep
             go_on = (s.resume < MAX_STEPS) & (trans - a >= min_transmittance)
             alive, start = alive[go_on], s.resume[go_on]
-            n = min(2 * n, max_round)
     if background is not None:
         colour += (1 - opacity)[:, None] * background
     return colour, opacity, depth
